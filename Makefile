@@ -1,0 +1,42 @@
+# Two commands do all set-up on a fresh machine: `make serve` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: setup index serve test fuzz bench eval clean
+
+# torch first, pinned: pip takes the local CPU build; any other torch request would pull
+# a multi-GB CUDA build. Then the project with its test and Ray extras.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test,ray]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+index: setup
+	$(BIN)/rag index
+
+serve: setup
+	$(BIN)/rag serve --host $(HOST) --port $(PORT)
+
+test: setup
+	$(BIN)/python -m pytest -q -ra
+
+eval: setup
+	$(BIN)/rag eval ../shared/gold/dev.jsonl --mode all
+	$(BIN)/rag eval eval/gold.jsonl --mode all
+
+fuzz: setup
+	RAG_FUZZ_LONG=1 $(BIN)/python -m pytest -q -ra -m fuzz tests
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) index/CURRENT index/generations index/.lock

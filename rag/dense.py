@@ -1,0 +1,97 @@
+"""Dense index: FAISS inner product over unit vectors; exact (flat) while small, HNSW above
+a size threshold. Four verbs: build, search, save, load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .types import Hit
+
+
+class DenseIndex:
+    """A FAISS index whose row i is chunk row i."""
+
+    def __init__(self, index: object, kind: str) -> None:
+        self._index = index
+        self.kind = kind
+
+    @property
+    def size(self) -> int:
+        """Number of vectors."""
+        return int(self._index.ntotal)  # type: ignore[attr-defined]
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return int(self._index.d)  # type: ignore[attr-defined]
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, approximate_threshold: int = 200_000,
+              hnsw_m: int = 32, ef_search: int = 128) -> DenseIndex:
+        """Flat inner-product index, or HNSW when there are more rows than the threshold."""
+        import faiss
+
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n, d = vectors.shape
+        if n > approximate_threshold:
+            index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 80
+            index.hnsw.efSearch = ef_search
+            kind = "hnsw"
+        else:
+            index = faiss.IndexFlatIP(d)
+            kind = "flat"
+        if n:
+            index.add(vectors)
+        return cls(index, kind)
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+               ) -> list[list[Hit]]:
+        """Top-k rows per query by inner product; ``allowed`` is an optional row mask."""
+        import faiss
+
+        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        k = min(k, self.size)
+        if k <= 0:
+            return [[] for _ in range(len(q))]
+        params = None
+        if allowed is not None:
+            ids = np.flatnonzero(allowed).astype(np.int64)
+            if not len(ids):
+                return [[] for _ in range(len(q))]
+            k = min(k, len(ids))
+            sel = faiss.IDSelectorBatch(ids)
+            params = (faiss.SearchParametersHNSW(sel=sel, efSearch=self._ef())
+                      if self.kind == "hnsw" else faiss.SearchParameters(sel=sel))
+        scores, rows = self._index.search(q, k, params=params)  # type: ignore[attr-defined]
+        return [
+            [Hit(int(r), float(s), i + 1) for i, (r, s) in enumerate(zip(rr, ss)) if r >= 0]
+            for rr, ss in zip(rows, scores)
+        ]
+
+    def _ef(self) -> int:
+        return int(self._index.hnsw.efSearch)  # type: ignore[attr-defined]
+
+    def vectors(self) -> np.ndarray:
+        """All stored vectors (for reuse by an incremental re-index)."""
+        return np.asarray(self._index.reconstruct_n(0, self.size), dtype=np.float32)  # type: ignore[attr-defined]
+
+    def save(self, path: Path) -> None:
+        """Write the index file (the generation's publish step fsyncs it)."""
+        import faiss
+
+        faiss.write_index(self._index, str(path))
+
+    @classmethod
+    def load(cls, path: Path, ef_search: int = 128) -> DenseIndex:
+        """Read an index file written by ``save``."""
+        import faiss
+
+        index = faiss.read_index(str(path))
+        kind = "hnsw" if hasattr(index, "hnsw") else "flat"
+        if kind == "hnsw":
+            index = faiss.downcast_index(index)
+            index.hnsw.efSearch = ef_search
+        return cls(index, kind)

@@ -1,0 +1,52 @@
+"""The answer span inside a passage: the sentence that best matches the question.
+
+Chosen by lexical overlap (idf-weighted, stemmed) and, when vectors are given, the
+embedding model's similarity; never generated. Offsets are file offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .chunking import sentences
+from .lexical import tokenize
+from .types import Span
+
+
+def sentence_spans(text: str, offset: int, line_start: int) -> list[Span]:
+    """Sentences of a passage as file spans (``offset`` is the passage's start)."""
+    out = []
+    for s, e in sentences(text, 0, len(text)):
+        ls = line_start + text.count("\n", 0, s)
+        le = ls + text.count("\n", s, e)
+        out.append(Span(offset + s, offset + e, ls, le, text[s:e]))
+    return out
+
+
+def lexical_scores(question: str, spans: Sequence[Span], idf: Callable[[list[str]], dict[str, float]]
+                   ) -> np.ndarray:
+    """Share of the question's idf mass each span contains (0..1)."""
+    q = set(tokenize(question))
+    weights = idf(sorted(q))
+    total = sum(weights.values())
+    if not total:
+        return np.zeros(len(spans), dtype=np.float32)
+    out = []
+    for sp in spans:
+        toks = set(tokenize(sp.text))
+        out.append(sum(w for t, w in weights.items() if t in toks) / total)
+    return np.asarray(out, dtype=np.float32)
+
+
+def best_span(question: str, spans: Sequence[Span],
+              idf: Callable[[list[str]], dict[str, float]],
+              dense: np.ndarray | None = None, dense_weight: float = 0.5) -> Span | None:
+    """The span with the best mix of lexical overlap and dense similarity."""
+    if not spans:
+        return None
+    score = lexical_scores(question, spans, idf)
+    if dense is not None and len(dense) == len(spans):
+        score = (1 - dense_weight) * score + dense_weight * np.asarray(dense, np.float32)
+    return spans[int(np.argmax(score))]
