@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,62 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the API (building the index first if there is none)."""
+    import uvicorn
+
+    from .api import create_app
+    from .indexing import build_index
+    from .store import index_lock, read_current
+
+    settings = _settings(args)
+    if read_current(settings.index_dir) is None:
+        print(f"no index in {settings.index_dir}: building it from {settings.corpus_dir} ...",
+              file=sys.stderr)
+        with index_lock(settings.index_dir, timeout_s=600):
+            if read_current(settings.index_dir) is None:
+                print(build_index(settings).summary(), file=sys.stderr)
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if not args.verbose
+                else "info", limit_concurrency=args.limit_concurrency, timeout_keep_alive=5)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Score the service against a gold file."""
+    from dataclasses import asdict
+
+    from .evaluate import check_thresholds, evaluate_mode, format_table, load_gold
+    from .search import Searcher
+
+    settings = _settings(args)
+    items = load_gold(args.gold)
+    ks = sorted({int(k) for k in args.k.split(",")} | {1, 3, 5, 10})
+    modes = ["hybrid", "dense", "lexical"] if args.mode == "all" else [args.mode]
+    searcher = Searcher(settings)
+    for item in items[:3]:  # warm-up so the first timings are not model start-up
+        searcher.ask(item.question, 10, "hybrid")
+    searcher.cache.size = 0  # time real searches, not cache hits
+    results = {m: evaluate_mode(searcher.ask, items, m, settings.corpus_dir, ks) for m in modes}
+    print(f"{args.gold}: {len(items)} items "
+          f"({sum(i.answerable for i in items)} answerable)\n")
+    print(format_table(results))
+    for m, r in results.items():
+        if r.misses:
+            print(f"\n{m}: {len(r.misses)} answerable items not at rank 1")
+            for x in r.misses:
+                print(f"  {x['id']} rank={x['rank']} {x['question']}\n"
+                      f"     expected {', '.join(x['expected'])}; got {', '.join(x['got'])}")
+    if args.json:
+        args.json.write_text(json.dumps({"gold": str(args.gold), "items": len(items),
+                                         "modes": {m: asdict(r) for m, r in results.items()}},
+                                        indent=2))
+    failed = check_thresholds(results, args.min_recall_at_5, args.min_mrr)
+    for f in failed:
+        print(f"FAILED threshold: {f}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", dest="corpus_dir", type=Path,
                    help="corpus folder (default corpus/, env RAG_CORPUS_DIR)")
@@ -120,12 +176,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON (the API's shape)")
     p.set_defaults(func=cmd_ask)
 
-    for extra in _EXTRA:
-        extra(sub)
+    p = sub.add_parser("serve", help="run the HTTP service (builds the index if missing)")
+    _add_common(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--limit-concurrency", type=int, default=256,
+                   help="connections above this get 503 at once")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("eval", help="score retrieval against a gold JSONL file")
+    _add_common(p)
+    p.add_argument("gold", type=Path)
+    p.add_argument("--mode", choices=["hybrid", "dense", "lexical", "all"], default="all")
+    p.add_argument("--k", default="1,3,5,10", help="cutoffs for recall, e.g. 1,3,5,10")
+    p.add_argument("--json", type=Path, help="write the metrics and misses here")
+    p.add_argument("--min-recall-at-5", type=float, help="exit 1 if hybrid recall@5 is lower")
+    p.add_argument("--min-mrr", type=float, help="exit 1 if hybrid mrr@10 is lower")
+    p.set_defaults(func=cmd_eval)
     return parser
-
-
-_EXTRA: list[Callable[[Any], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,412 @@
+"""HTTP layer: ``create_app(settings)`` -> FastAPI. Request/response models, and the only
+place that knows HTTP status codes. Errors become JSON ``{"error": ..., "detail": ...}``."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .config import Settings
+from .corpus import LineIndex
+from .errors import (ConfigError, DocumentNotFoundError, IndexCorruptError, IndexMismatchError,
+                     IndexMissingError, OverloadedError, RagError)
+from .search import Searcher
+from .types import Answer
+
+log = logging.getLogger(__name__)
+
+MAX_QUESTION = 2000
+EXAMPLE_Q = "What share of the world's population lives in SCO countries?"
+
+
+# ---------------------------------------------------------------- models
+
+class AskRequest(BaseModel):
+    """A question and how to search for it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"question": EXAMPLE_Q, "top_k": 5, "mode": "hybrid", "files": None},
+        {"question": "Which satellite system serves the Suez Canal zone?", "top_k": 3,
+         "mode": "dense", "files": ["sco-*"]}]})
+
+    question: str = Field(min_length=1, max_length=MAX_QUESTION,
+                          description="The question, 1..2000 characters after stripping.")
+    top_k: int = Field(5, ge=1, le=50, description="How many passages, 1..50.")
+    mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
+    files: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        None, max_length=32, description="Glob filters on the cited file path, e.g. ['sco-*'].")
+
+    @field_validator("question", mode="before")
+    @classmethod
+    def _strip(cls, v: Any) -> Any:
+        return v.strip() if isinstance(v, str) else v
+
+    @field_validator("question", "files")
+    @classmethod
+    def _no_nul(cls, v: Any) -> Any:
+        items = v if isinstance(v, list) else [v]
+        if any(isinstance(x, str) and "\x00" in x for x in items):
+            raise ValueError("must not contain NUL characters")
+        return v
+
+
+class SpanOut(BaseModel):
+    """An exact span of a file."""
+
+    start: int
+    end: int
+    line_start: int
+    line_end: int
+    text: str
+
+
+class RetrieverOut(BaseModel):
+    """Where one retriever placed the passage."""
+
+    rank: int
+    score: float
+
+
+class Retrievers(BaseModel):
+    """Per-retriever placement (null: the retriever did not return it)."""
+
+    dense: RetrieverOut | None
+    lexical: RetrieverOut | None
+
+
+class PassageOut(BaseModel):
+    """A ranked passage: ``file_text[start:end] == text``; lines 1-based, inclusive."""
+
+    rank: int
+    score: float
+    file: str
+    start: int
+    end: int
+    line_start: int
+    line_end: int
+    text: str
+    highlight: SpanOut | None
+    retrievers: Retrievers
+    file_sha256: str
+
+
+class IndexOut(BaseModel):
+    """The generation that answered."""
+
+    generation: str
+    built_at: str
+    model: str
+    chunks: int
+
+
+class AskResponse(BaseModel):
+    """Ranked, cited passages; ``answerable`` is false when the corpus likely lacks the answer
+    (passages are still the closest ones)."""
+
+    question: str
+    mode: str
+    answerable: bool
+    confidence: float
+    passages: list[PassageOut]
+    index: IndexOut
+    timings_ms: dict[str, float]
+
+
+class DocumentOut(BaseModel):
+    """An indexed file."""
+
+    path: str
+    sha256: str
+    size: int
+    chunks: int
+    title: str | None
+    date: str | None
+
+
+class DocumentSpanOut(BaseModel):
+    """A document (or a span of it) as it is on disk now, to verify a citation."""
+
+    path: str
+    title: str | None
+    date: str | None
+    sha256: str = Field(description="sha256 of the file as it is on disk now")
+    indexed_sha256: str = Field(description="sha256 when the answering generation was built")
+    stale: bool = Field(description="true when the file changed since it was indexed")
+    length: int = Field(description="length of the text in code points")
+    span: SpanOut | None = None
+    before: str = ""
+    after: str = ""
+    text: str | None = Field(None, description="the whole text, when no span was asked")
+
+
+class ErrorOut(BaseModel):
+    """Every error response."""
+
+    error: str
+    detail: Any = None
+
+
+# ---------------------------------------------------------------- helpers
+
+def answer_out(a: Answer) -> AskResponse:
+    """The response model of an answer."""
+    passages = []
+    for p in a.passages:
+        h = p.highlight
+        passages.append(PassageOut(
+            rank=p.rank, score=p.score, file=p.file, start=p.start, end=p.end,
+            line_start=p.line_start, line_end=p.line_end, text=p.text,
+            highlight=SpanOut(**h.__dict__) if h else None,
+            retrievers=Retrievers(
+                dense=RetrieverOut(**p.dense.__dict__) if p.dense else None,
+                lexical=RetrieverOut(**p.lexical.__dict__) if p.lexical else None),
+            file_sha256=p.file_sha256))
+    return AskResponse(question=a.question, mode=a.mode, answerable=a.answerable,
+                       confidence=a.confidence, passages=passages,
+                       index=IndexOut(**a.index.__dict__), timings_ms=a.timings_ms)
+
+
+def resolve_document(corpus_dir: Path, path: str, known: set[str]) -> Path:
+    """The file for an indexed path, strictly inside the corpus folder."""
+    if "\x00" in path or "\\" in path or path.startswith("/") or ".." in path.split("/"):
+        raise DocumentNotFoundError(f"document path {path!r} is not a corpus path")
+    if path not in known:
+        raise DocumentNotFoundError(f"document {path!r} is not in the index; see GET /documents")
+    root = corpus_dir.resolve()
+    full = (root / path).resolve()
+    if not full.is_relative_to(root) or not full.is_file():
+        raise DocumentNotFoundError(f"document {path!r} is not inside the corpus folder")
+    return full
+
+
+class Gate:
+    """Bounded admission in front of the model: at most `limit` questions in flight."""
+
+    def __init__(self, limit: int) -> None:
+        self._sem = threading.BoundedSemaphore(limit)
+
+    def __enter__(self) -> None:
+        if not self._sem.acquire(blocking=False):
+            raise OverloadedError("too many questions in flight; retry shortly")
+
+    def __exit__(self, *exc: object) -> None:
+        self._sem.release()
+
+
+class BodyLimit:
+    """ASGI middleware: reject request bodies over `limit` bytes with 413."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for k, v in scope.get("headers", []):
+            if k == b"content-length":
+                try:
+                    too_big = int(v) > self.limit
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    return await self._reject(send)
+        seen = 0
+
+        async def limited() -> Any:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return msg
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._reject(send)
+
+    async def _reject(self, send: Any) -> None:
+        body = (b'{"error":"request body too large","detail":"the limit is %d bytes"}'
+                % self.limit)
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+_ABS_DIRS = re.compile(r"(?<![\w.])/(?:[^\s'\"/]+/)+")
+
+
+def _json_error(status: int, error: str, detail: Any = None) -> JSONResponse:
+    error = _ABS_DIRS.sub("", error)  # never show the server's folders
+    return JSONResponse(ErrorOut(error=error, detail=detail).model_dump(), status_code=status)
+
+
+def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for e in exc.errors():
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+        out.append({"field": loc or "body", "message": e.get("msg", "invalid"),
+                    "type": e.get("type", "")})
+    return out
+
+
+# ---------------------------------------------------------------- app
+
+def get_searcher(request: Request) -> Searcher:
+    """The app's shared searcher (one model instance)."""
+    return request.app.state.searcher  # type: ignore[no-any-return]
+
+
+SearcherDep = Annotated[Searcher, Depends(get_searcher)]
+
+
+def create_app(settings: Settings, searcher: Searcher | None = None,
+               watch: bool = True) -> FastAPI:
+    """The service: POST /ask, documents, health; follows new index generations."""
+    searcher = searcher or Searcher(settings)
+    gate = Gate(settings.max_queue)
+    stop = threading.Event()
+
+    def watcher() -> None:
+        while not stop.wait(settings.reload_interval_s):
+            try:
+                searcher.reload_if_changed()
+            except RagError as e:
+                log.error("not switching generation: %s", e)
+            except Exception:  # keep serving the old generation whatever happens
+                log.exception("generation reload failed")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        try:
+            searcher.generation  # load at start when possible; 503s until then
+        except RagError as e:
+            log.error("no index loaded yet: %s", e)
+        t = threading.Thread(target=watcher, name="generation-watcher", daemon=True)
+        if watch:
+            t.start()
+        yield
+        stop.set()
+
+    app = FastAPI(
+        title="rag: cited retrieval QA",
+        description="Ask a question; get ranked passages of the corpus, each with an exact "
+                    "citation (file, code-point offsets, 1-based inclusive lines).",
+        version="0.1.0", lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.state.searcher = searcher
+
+    def require_json(request: Request) -> None:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise HTTPException(415, "send the body as JSON with Content-Type: application/json")
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = _validation_detail(exc)
+        if any(d["type"] == "json_invalid" for d in detail):
+            return _json_error(400, "the body is not valid JSON (or not UTF-8)", detail)
+        return _json_error(422, "invalid request", detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _json_error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RagError)
+    async def on_rag(request: Request, exc: RagError) -> JSONResponse:
+        status = {IndexMissingError: 503, IndexCorruptError: 503, IndexMismatchError: 503,
+                  OverloadedError: 429, DocumentNotFoundError: 404, ConfigError: 422}
+        code = next((s for t, s in status.items() if isinstance(exc, t)), 500)
+        return _json_error(code, str(exc))
+
+    @app.exception_handler(Exception)
+    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return _json_error(500, "internal error; the server log has the details")
+
+    responses: dict[int | str, dict[str, Any]] = {
+        s: {"model": ErrorOut} for s in (400, 404, 413, 415, 422, 429, 503)}
+
+    @app.post("/ask", response_model=AskResponse, responses=responses,
+              dependencies=[Depends(require_json)], summary="Ask a question")
+    def ask(req: AskRequest, s: SearcherDep) -> AskResponse:
+        """Ranked passages that answer the question, each an exact quote with its citation."""
+        with gate:
+            return answer_out(s.ask(req.question, req.top_k, req.mode, req.files))
+
+    @app.get("/documents", response_model=list[DocumentOut], responses=responses,
+             summary="List indexed documents")
+    def documents(s: SearcherDep) -> list[DocumentOut]:
+        """The files of the serving generation."""
+        return [DocumentOut(**f.__dict__) for f in s.generation.files]
+
+    @app.get("/documents/{path:path}", response_model=DocumentSpanOut, responses=responses,
+             summary="Read a document or verify a cited span")
+    def document(path: str, s: SearcherDep,
+                 start: Annotated[int | None, Query(ge=0)] = None,
+                 end: Annotated[int | None, Query(ge=0)] = None,
+                 context: Annotated[int, Query(ge=0, le=10_000)] = 300) -> DocumentSpanOut:
+        """The file as it is now (sha256, stale flag); with start/end, that span and context."""
+        gen = s.generation
+        full = resolve_document(settings.corpus_dir, path, set(gen.file_by_path))
+        rec = gen.file_by_path[path]
+        data = full.read_bytes()
+        text = data.decode("utf-8", errors="replace")
+        sha = hashlib.sha256(data).hexdigest()
+        out = DocumentSpanOut(path=path, title=rec.title, date=rec.date, sha256=sha,
+                              indexed_sha256=rec.sha256, stale=sha != rec.sha256,
+                              length=len(text))
+        if start is None and end is None:
+            out.text = text
+            return out
+        a = start or 0
+        b = len(text) if end is None else end
+        if not a <= b <= len(text):
+            raise ConfigError(f"span start={a} end={b} is outside the document (0..{len(text)}); "
+                              "ask for 0 <= start <= end <= length")
+        ls, le = LineIndex(text).lines(a, b)
+        out.span = SpanOut(start=a, end=b, line_start=ls, line_end=le, text=text[a:b])
+        out.before = text[max(0, a - context):a]
+        out.after = text[b:b + context]
+        return out
+
+    @app.get("/healthz", summary="Process alive")
+    def healthz() -> dict[str, str]:
+        """Always 200 while the process runs."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses=responses, summary="Index loaded")
+    def readyz(s: SearcherDep) -> dict[str, Any]:
+        """200 with the serving generation once an index is loaded, else 503."""
+        gen = s.generation
+        return {"status": "ready", "generation": gen.name, "chunks": gen.size,
+                "model": gen.manifest["model"]["name"], "built_at": gen.manifest["built_at"]}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        """The search page."""
+        html = resources.files("rag").joinpath("static/index.html")
+        if not html.is_file():
+            return HTMLResponse("<p>rag: use POST /ask (see /docs)</p>")
+        return HTMLResponse(html.read_text(encoding="utf-8"))
+
+    return app

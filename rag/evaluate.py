@@ -1,0 +1,206 @@
+"""Evaluation: gold loading, metrics as pure functions, and the report of `rag eval`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+from .types import Answer, Mode
+
+METRICS = ("recall@1", "recall@3", "recall@5", "recall@10", "mrr@10", "ndcg@10",
+           "citation_exact_rate", "highlight_hit_rate", "abstain_recall",
+           "false_abstain_rate", "mean_passage_chars", "query_ms_p50", "query_ms_p95")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A gold span: file (relative to the corpus folder) and code-point offsets."""
+
+    file: str
+    start: int
+    end: int
+    quote: str = ""
+
+
+@dataclass(frozen=True)
+class GoldItem:
+    """One gold question."""
+
+    id: str
+    question: str
+    answerable: bool
+    answer: str | None
+    evidence: tuple[Evidence, ...] = ()
+
+
+def corpus_relative(path: str) -> str:
+    """A gold `file` of ``corpus/NAME`` names NAME inside the corpus folder."""
+    return path[len("corpus/"):] if path.startswith("corpus/") else path
+
+
+def load_gold(path: Path) -> list[GoldItem]:
+    """Read a gold JSONL file, naming the line of any malformed item."""
+    items = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise ConfigError(f"cannot read gold file {str(path)!r} ({e.strerror})") from e
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            ev = tuple(Evidence(corpus_relative(e["file"]), int(e["start"]), int(e["end"]),
+                                e.get("quote", "")) for e in d["evidence"])
+            items.append(GoldItem(str(d["id"]), d["question"], bool(d["answerable"]),
+                                  d.get("answer"), ev))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"{path}:{n}: not a gold item ({e}); see shared/gold/README.md"
+                              ) from e
+    if not items:
+        raise ConfigError(f"gold file {str(path)!r} has no items")
+    return items
+
+
+# ---------------------------------------------------------------- pure metrics
+
+def covered(spans: Iterable[tuple[int, int]], start: int, end: int) -> int:
+    """Characters of [start, end) covered by the union of spans."""
+    mask = np.zeros(max(0, end - start), dtype=bool)
+    for s, e in spans:
+        a, b = max(s, start), min(e, end)
+        if a < b:
+            mask[a - start:b - start] = True
+    return int(mask.sum())
+
+
+def first_hit_rank(passages: Sequence[tuple[str, int, int]], evidence: Sequence[Evidence],
+                   k: int = 10) -> int | None:
+    """Smallest r <= k such that the top-r passages cover half of some evidence span."""
+    for r in range(1, min(k, len(passages)) + 1):
+        top = passages[:r]
+        for ev in evidence:
+            spans = [(s, e) for f, s, e in top if f == ev.file]
+            if 2 * covered(spans, ev.start, ev.end) >= ev.end - ev.start:
+                return r
+    return None
+
+
+def recall_at(ranks: Sequence[int | None], k: int) -> float:
+    """Share of items hit within the top k."""
+    return float(np.mean([r is not None and r <= k for r in ranks])) if ranks else 0.0
+
+
+def mrr(ranks: Sequence[int | None]) -> float:
+    """Mean reciprocal rank of the first hit (0 when none within the cutoff)."""
+    return float(np.mean([1.0 / r if r else 0.0 for r in ranks])) if ranks else 0.0
+
+
+def ndcg(ranks: Sequence[int | None]) -> float:
+    """nDCG with one relevant answer per item: 1/log2(rank+1)."""
+    return float(np.mean([1.0 / np.log2(r + 1) if r else 0.0 for r in ranks])) if ranks else 0.0
+
+
+def overlaps(a: tuple[str, int, int], b: Evidence) -> bool:
+    """Whether a file span overlaps an evidence span."""
+    return a[0] == b.file and a[1] < b.end and b.start < a[2]
+
+
+# ---------------------------------------------------------------- running
+
+@dataclass
+class ModeResult:
+    """Metrics and misses for one mode."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    misses: list[dict[str, Any]] = field(default_factory=list)
+
+
+def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: Path,
+                  ks: Sequence[int] = (1, 3, 5, 10)) -> ModeResult:
+    """Run every gold question through ``ask(question, top_k, mode)`` and score it."""
+    texts: dict[str, str] = {}
+
+    def file_text(path: str) -> str:
+        if path not in texts:
+            texts[path] = (corpus_dir / path).read_bytes().decode("utf-8")
+        return texts[path]
+
+    ranks: list[int | None] = []
+    times: list[float] = []
+    exact = total = 0
+    hl_hits = 0
+    abstained_unans = abstained_ans = 0
+    chars: list[int] = []
+    misses = []
+    top_k = max(10, *ks)
+    for item in items:
+        t0 = time.perf_counter()
+        ans: Answer = ask(item.question, top_k, mode)
+        times.append((time.perf_counter() - t0) * 1000)
+        spans = [(p.file, p.start, p.end) for p in ans.passages]
+        for p in ans.passages:
+            total += 1
+            exact += file_text(p.file)[p.start:p.end] == p.text
+        chars.extend(len(p.text) for p in ans.passages[:5])
+        if not item.answerable:
+            abstained_unans += not ans.answerable
+            continue
+        abstained_ans += not ans.answerable
+        r = first_hit_rank(spans, item.evidence, 10)
+        ranks.append(r)
+        top = ans.passages[0] if ans.passages else None
+        if top and top.highlight and any(
+                overlaps((top.file, top.highlight.start, top.highlight.end), ev)
+                for ev in item.evidence):
+            hl_hits += 1
+        if r != 1:
+            misses.append({
+                "id": item.id, "question": item.question, "rank": r,
+                "expected": [f"{e.file}[{e.start}:{e.end}]" for e in item.evidence],
+                "got": [f"{p.file}:{p.line_start}-{p.line_end}" for p in ans.passages[:3]],
+                "top_text": top.text[:160] if top else ""})
+    n_ans = sum(i.answerable for i in items)
+    n_un = len(items) - n_ans
+    m = {f"recall@{k}": recall_at(ranks, k) for k in ks}
+    m.update({
+        "mrr@10": mrr(ranks), "ndcg@10": ndcg(ranks),
+        "citation_exact_rate": exact / total if total else 1.0,
+        "highlight_hit_rate": hl_hits / n_ans if n_ans else 0.0,
+        "abstain_recall": abstained_unans / n_un if n_un else 0.0,
+        "false_abstain_rate": abstained_ans / n_ans if n_ans else 0.0,
+        "mean_passage_chars": float(np.mean(chars)) if chars else 0.0,
+        "query_ms_p50": float(np.percentile(times, 50)),
+        "query_ms_p95": float(np.percentile(times, 95)),
+    })
+    return ModeResult({k: round(v, 4) for k, v in m.items()}, misses)
+
+
+def format_table(results: dict[str, ModeResult]) -> str:
+    """Modes side by side, one metric a row."""
+    modes = list(results)
+    names = list(next(iter(results.values())).metrics) if results else []
+    lines = [f"{'metric':<22}" + "".join(f"{m:>10}" for m in modes)]
+    for name in names:
+        lines.append(f"{name:<22}" + "".join(f"{results[m].metrics[name]:>10.3f}"
+                                              for m in modes))
+    return "\n".join(lines)
+
+
+def check_thresholds(results: dict[str, ModeResult], min_recall_at_5: float | None,
+                     min_mrr: float | None, mode: str = "hybrid") -> list[str]:
+    """Failed gates, as messages (empty when all pass)."""
+    res = results.get(mode) or next(iter(results.values()))
+    failed = []
+    if min_recall_at_5 is not None and res.metrics["recall@5"] < min_recall_at_5:
+        failed.append(f"recall@5 {res.metrics['recall@5']:.3f} < {min_recall_at_5}")
+    if min_mrr is not None and res.metrics["mrr@10"] < min_mrr:
+        failed.append(f"mrr@10 {res.metrics['mrr@10']:.3f} < {min_mrr}")
+    return failed

@@ -1,0 +1,69 @@
+"""Shared fixtures. Expensive ones (the real model, the real index) are session-scoped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
+from rag.embedding import FakeEmbedder
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "corpus"
+SHARED = ROOT.parent / "shared"
+DEV_GOLD = SHARED / "gold" / "dev.jsonl"
+OWN_GOLD = ROOT / "eval" / "gold.jsonl"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def fake_embedder() -> FakeEmbedder:
+    """The deterministic hashing embedder (no model)."""
+    return FakeEmbedder()
+
+
+def fake_settings(tmp_path: Path, corpus: Path | None = None, **over: object) -> Settings:
+    """Settings for a fake-embedder index in tmp_path."""
+    return Settings(corpus_dir=corpus or tmp_path / "corpus", index_dir=tmp_path / "index",
+                    model="fake", **over)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def small_corpus(tmp_path: Path) -> Path:
+    """A copy of the real corpus in a temp folder (safe to edit)."""
+    dst = tmp_path / "corpus"
+    shutil.copytree(CORPUS, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def real_embedder():  # type: ignore[no-untyped-def]
+    """The bundled MiniLM on the configured backend, loaded once."""
+    from rag.embedding import load_embedder
+
+    return load_embedder(Settings())
+
+
+@pytest.fixture(scope="session")
+def real_index(tmp_path_factory: pytest.TempPathFactory, real_embedder) -> Settings:  # type: ignore[no-untyped-def]
+    """The real corpus indexed with the real model, once per session."""
+    from rag.indexing import build_index
+    from rag.store import index_lock
+
+    idx = tmp_path_factory.mktemp("real") / "index"
+    settings = Settings(corpus_dir=CORPUS, index_dir=idx)
+    with index_lock(idx):
+        build_index(settings, embedder=real_embedder)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def real_searcher(real_index: Settings, real_embedder):  # type: ignore[no-untyped-def]
+    """A Searcher over the real index with the real model."""
+    from rag.search import Searcher
+
+    return Searcher(real_index, embedder=real_embedder)

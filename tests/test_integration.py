@@ -1,0 +1,85 @@
+"""The real bundled model on the real corpus: citations are exact in every mode."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.evaluate import load_gold
+from rag.types import MODES
+
+from .conftest import CORPUS, DEV_GOLD, ROOT
+
+pytestmark = pytest.mark.skipif(not DEV_GOLD.exists(), reason="needs ../shared/gold/dev.jsonl")
+
+
+def _lines(text: str, start: int, end: int) -> tuple[int, int]:
+    return text.count("\n", 0, start) + 1, text.count("\n", 0, max(start, end - 1)) + 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_dev_passage_is_an_exact_citation(real_searcher, mode: str) -> None:
+    items = load_gold(DEV_GOLD)
+    checked = 0
+    for item in items:
+        answer = real_searcher.ask(item.question, top_k=10, mode=mode)
+        assert answer.passages, item.id
+        for p in answer.passages:
+            text = open(CORPUS / p.file, encoding="utf-8", newline="").read()
+            assert text[p.start:p.end] == p.text
+            assert (p.line_start, p.line_end) == _lines(text, p.start, p.end)
+            if p.highlight:
+                h = p.highlight
+                assert p.start <= h.start < h.end <= p.end
+                assert text[h.start:h.end] == h.text
+                assert (h.line_start, h.line_end) == _lines(text, h.start, h.end)
+            checked += 1
+    assert checked >= len(items) * 5
+
+
+def test_no_words_shown_twice(real_searcher) -> None:
+    for item in load_gold(DEV_GOLD):
+        spans: dict[str, list[tuple[int, int]]] = {}
+        for p in real_searcher.ask(item.question, top_k=10).passages:
+            for s, e in spans.get(p.file, []):
+                assert p.end <= s or p.start >= e, f"{item.id}: overlapping passages"
+            spans.setdefault(p.file, []).append((p.start, p.end))
+
+
+def test_chunks_fit_the_model(real_index, real_embedder) -> None:
+    """No embedded text exceeds max_seq_length, so dense search sees every word."""
+    from rag.chunking import embedding_text
+    from rag.store import open_current
+
+    gen = open_current(real_index.index_dir)
+    chunks = gen.chunks(list(range(gen.size)))
+    counts = real_embedder.count_tokens([embedding_text(c) for c in chunks])
+    assert max(counts) + 2 <= real_embedder.max_tokens
+    assert {c.file for c in chunks} == {p.name for p in CORPUS.iterdir()}
+
+
+def test_hybrid_finds_dev_answers(real_searcher) -> None:
+    """A floor on quality, far below the measured figures (see README)."""
+    from rag.evaluate import evaluate_mode
+
+    res = evaluate_mode(real_searcher.ask, load_gold(DEV_GOLD), "hybrid", CORPUS)
+    assert res.metrics["recall@5"] >= 0.9
+    assert res.metrics["citation_exact_rate"] == 1.0
+
+
+def test_cli_ask_json_matches_library(real_index, real_searcher) -> None:
+    q = "Which company trained farmers in Ussuriysk to use automatic navigation?"
+    out = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ask", q, "--json", "--top-k", "3",
+         "--corpus", str(real_index.corpus_dir), "--index", str(real_index.index_dir)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, check=True)
+    data = json.loads(out.stdout)
+    lib = real_searcher.ask(q, top_k=3)
+    assert [(p["file"], p["start"], p["end"]) for p in data["passages"]] == [
+        (p.file, p.start, p.end) for p in lib.passages]
+    assert data["passages"][0]["retrievers"].keys() == {"dense", "lexical"}
+    assert Path(CORPUS / data["passages"][0]["file"]).exists()
