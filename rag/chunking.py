@@ -30,7 +30,7 @@ class ChunkParams:
 
     max_tokens: int = 160
     overlap_tokens: int = 32
-    context_prefix: bool = True
+    context_prefix: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,21 @@ def _words(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return out
 
 
+def _fit_words(text: str, words: list[tuple[int, int]], count: TokenCounter, budget: int
+               ) -> list[tuple[int, int]]:
+    """Cut any word piece with more tokens than the budget into smaller character runs."""
+    out: list[tuple[int, int]] = []
+    todo = list(reversed(words))
+    while todo:
+        a, b = todo.pop()
+        if b - a > 1 and count([text[a:b]])[0] > budget:
+            mid = (a + b) // 2
+            todo.extend([(mid, b), (a, mid)])
+        else:
+            out.append((a, b))
+    return out
+
+
 def _pack(spans: list[tuple[int, int]], counts: list[int], budget: int) -> list[tuple[int, int, int]]:
     """Greedily merge consecutive spans into pieces of at most ``budget`` tokens."""
     pieces: list[tuple[int, int, int]] = []
@@ -109,7 +124,7 @@ def units(text: str, count: TokenCounter, budget: int) -> list[_Unit]:
         if n <= budget:
             out.append(_Unit(s, e, n, para))
             continue
-        words = _words(text, s, e)
+        words = _fit_words(text, _words(text, s, e), count, budget)
         wcounts = count([text[a:b] for a, b in words])
         for i, (a, b, m) in enumerate(_pack(words, wcounts, budget)):
             out.append(_Unit(a, b, m, para and i == 0))
@@ -137,8 +152,10 @@ def _group(us: list[_Unit], budget: int, overlap: int) -> list[tuple[int, int]]:
         if j >= len(us):
             break
         # Start the next chunk with the last units of this one, up to `overlap` tokens.
+        # The overlap never crowds out the next unit, so each chunk adds new text.
         k, back = j, 0
-        while k - 1 > i and back + us[k - 1].tokens <= overlap:
+        while (k - 1 > i and back + us[k - 1].tokens <= overlap
+               and back + us[k - 1].tokens + us[j].tokens <= budget):
             k -= 1
             back += us[k].tokens
         i = k

@@ -28,14 +28,19 @@ class Settings(BaseSettings):
     # Chunking (tokens are the model's own tokenizer's).
     chunk_tokens: int = Field(160, ge=16, le=8192)
     chunk_overlap_tokens: int = Field(32, ge=0, le=4096)
-    context_prefix: bool = True  # embed "title: text"; cited text stays exact
+    context_prefix: bool = False
+    # Also embed each sentence: sentence-level dense scores, highlights and abstention.
+    sentence_vectors: bool = True  # embed "title: text"; measured worse here (eval/sweep)
 
     # Search
     top_k: int = Field(5, ge=1, le=50)
     candidates: int = Field(50, ge=5, le=1000)  # per retriever, before fusion
-    fusion: Literal["rrf", "minmax", "max"] = "rrf"
+    fusion: Literal["rrf", "minmax", "max"] = "minmax"
     dense_weight: float = Field(0.5, ge=0.0, le=1.0)  # in hybrid fusion
     rrf_k: int = Field(60, ge=1)
+    # Dense score of a chunk: its own vector, its best sentence, or the mean of both.
+    dense_granularity: Literal["chunk", "sentence", "both"] = "both"
+    highlight_dense_weight: float = Field(0.3, ge=0.0, le=1.0)
     approximate_threshold: int = Field(200_000, ge=1)  # rows above which dense is HNSW
     hnsw_ef_search: int = Field(128, ge=8, le=4096)
     query_cache_size: int = Field(1024, ge=0)

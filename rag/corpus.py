@@ -68,12 +68,12 @@ def read_document(path: Path, rel: str) -> Document:
         data = path.read_bytes()
     except OSError as e:
         raise ValueError(f"unreadable ({e.strerror or e})") from e
-    if not data.strip():
-        raise ValueError("empty file")
     try:
         text = data.decode("utf-8")  # BOM and CRLF kept: offsets index exactly this text
     except UnicodeDecodeError as e:
         raise ValueError(f"not valid UTF-8 at byte {e.start}; re-save it as UTF-8") from e
+    if not text.replace("\ufeff", "").strip():
+        raise ValueError("empty file (no text)")
     title, date = parse_metadata(text, rel)
     return Document(rel, text, sha256_bytes(data), len(data), title, date)
 

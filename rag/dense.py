@@ -74,24 +74,37 @@ class DenseIndex:
     def _ef(self) -> int:
         return int(self._index.hnsw.efSearch)  # type: ignore[attr-defined]
 
+    def vectors_of(self, rows: np.ndarray) -> np.ndarray:
+        """Stored vectors of some rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.asarray(self._index.reconstruct_batch(rows), dtype=np.float32)  # type: ignore[attr-defined]
+
     def vectors(self) -> np.ndarray:
         """All stored vectors (for reuse by an incremental re-index)."""
         return np.asarray(self._index.reconstruct_n(0, self.size), dtype=np.float32)  # type: ignore[attr-defined]
 
     def save(self, path: Path) -> None:
         """Write the index file (the generation's publish step fsyncs it)."""
+        import errno
+        import os
+
         import faiss
 
-        faiss.write_index(self._index, str(path))
+        try:
+            faiss.write_index(self._index, str(path))
+        except RuntimeError as e:  # FAISS reports I/O errors as RuntimeError
+            code = errno.ENOSPC if "No space" in str(e) else errno.EIO
+            raise OSError(code, os.strerror(code), str(path)) from e
 
     @classmethod
     def load(cls, path: Path, ef_search: int = 128) -> DenseIndex:
         """Read an index file written by ``save``."""
         import faiss
 
-        index = faiss.read_index(str(path))
+        index = faiss.read_index(str(path))  # already the concrete class; owns its memory
         kind = "hnsw" if hasattr(index, "hnsw") else "flat"
         if kind == "hnsw":
-            index = faiss.downcast_index(index)
             index.hnsw.efSearch = ef_search
         return cls(index, kind)

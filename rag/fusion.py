@@ -38,7 +38,10 @@ def max_scaled(hits: Sequence[Hit]) -> dict[int, float]:
 def score_fusion(rankings: Sequence[Sequence[Hit]], weights: Sequence[float],
                  normalize: str = "minmax") -> list[tuple[int, float]]:
     """Convex combination of per-list normalised scores; a row absent from a list gets 0."""
-    norm = minmax if normalize == "minmax" else max_scaled
+    norms = {"minmax": minmax, "max": max_scaled}
+    if normalize not in norms:
+        raise ValueError(f"normalize={normalize!r} is not one of {', '.join(norms)}")
+    norm = norms[normalize]
     fused: dict[int, float] = {}
     for hits, w in zip(rankings, weights):
         for row, s in norm(hits).items():

@@ -6,8 +6,11 @@ Embedding is one replaceable step (``EmbedStep``): in-process here, on Ray in
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import shutil
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +25,7 @@ from .chunking import ChunkParams, chunk_document, embedding_text
 from .config import Settings
 from .corpus import Skipped, load_corpus
 from .embedding import Embedder, fingerprint_for, load_embedder
+from .highlight import sentence_spans
 from .errors import ConfigError, IndexCorruptError, IndexMissingError
 from .store import (Generation, collect_garbage, new_tmp_folder,
                     next_generation_name, open_current, publish, seal_manifest,
@@ -49,6 +53,7 @@ class IndexReport:
     chunks_total: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0
+    sentences_embedded: int = 0
 
     def summary(self) -> str:
         """One line, e.g. ``+1 file, ~2 changed, -0 removed, 14 chunks embedded, 120 reused``."""
@@ -58,7 +63,8 @@ class IndexReport:
         tail = (f" -> generation {self.generation}" if self.generation
                 else " -> index unchanged")
         skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
-        return f"{what}{skipped}{tail} ({self.seconds:.2f} s)"
+        sent = f"; {self.sentences_embedded} sentences embedded" if self.sentences_embedded else ""
+        return f"{what}{skipped}{tail} ({self.seconds:.2f} s{sent})"
 
 
 def local_embed_step(embedder: Embedder, batch_size: int = 32) -> EmbedStep:
@@ -109,9 +115,11 @@ def _previous(settings: Settings, full: bool) -> Generation | None:
         return None
 
 
-def _compatible(prev: Generation, fingerprint: str, params: ChunkParams) -> bool:
+def _compatible(prev: Generation, fingerprint: str, params: ChunkParams,
+                sentences: bool) -> bool:
     m = prev.manifest
-    return m["model"]["fingerprint"] == fingerprint and m["chunking"] == asdict(params)
+    return (m["model"]["fingerprint"] == fingerprint and m["chunking"] == asdict(params)
+            and m.get("sentences", {}).get("enabled") == sentences)
 
 
 def build_index(settings: Settings, full: bool = False,
@@ -125,7 +133,8 @@ def build_index(settings: Settings, full: bool = False,
     params = chunk_params(settings)
     fingerprint = embedder.fingerprint if embedder else fingerprint_for(settings)
     prev = _previous(settings, full)
-    if prev is not None and not _compatible(prev, fingerprint, params):
+    if prev is not None and not _compatible(prev, fingerprint, params,
+                                                settings.sentence_vectors):
         log.info("model or chunking changed since %s: re-embedding everything", prev.name)
         prev = None
     old = {f.path: f for f in prev.files} if prev else {}
@@ -134,6 +143,8 @@ def build_index(settings: Settings, full: bool = False,
     changed = [d.path for d in docs if d.path in old and old[d.path].sha256 != d.sha256]
     removed = sorted(set(old) - new_paths)
     if prev is not None and not (added or changed or removed):
+        collect_garbage(settings.index_dir, settings.keep_generations)  # sweep killed runs
+        prev.close()
         return IndexReport(None, unchanged=len(docs), skipped=skipped,
                            chunks_reused=prev.size, chunks_total=prev.size,
                            seconds=time.perf_counter() - t0)
@@ -142,49 +153,93 @@ def build_index(settings: Settings, full: bool = False,
     check_budget(params, embedder)
     todo = [d for d in docs if d.path not in old or old[d.path].sha256 != d.sha256]
     new_chunks = {d.path: chunk_document(d, embedder.count_tokens, params) for d in todo}
-    texts = [embedding_text(c) for d in todo for c in new_chunks[d.path]]
+    flat = [c for d in todo for c in new_chunks[d.path]]
+    sents = [chunk_sentences(c) for c in flat] if settings.sentence_vectors else [[] for _ in flat]
+    texts = [embedding_text(c) for c in flat]
+    sent_texts = [c.text[a - c.start:b - c.start] for c, ss in zip(flat, sents) for a, b in ss]
     te = time.perf_counter()
     step = (make_step or (lambda e: local_embed_step(e, settings.embed_batch_size)))(embedder)
-    new_vectors, engine = step(texts)
+    all_vectors, engine = step(texts + sent_texts)
     embed_seconds = time.perf_counter() - te
-    if new_vectors.shape != (len(texts), embedder.dim):
-        raise RuntimeError(f"embedding step returned {new_vectors.shape}, "
-                           f"expected {(len(texts), embedder.dim)}")
-
-    chunks, parts, reused = _assemble(docs, new_chunks, new_vectors, prev)
-    vectors = np.vstack(parts) if parts else np.zeros((0, embedder.dim), np.float32)
-    name = _write_generation(settings, docs, chunks, vectors, embedder, params, engine)
+    if all_vectors.shape != (len(texts) + len(sent_texts), embedder.dim):
+        raise RuntimeError(f"embedding step returned {all_vectors.shape}, "
+                           f"expected {(len(texts) + len(sent_texts), embedder.dim)}")
+    fresh = Fresh(new_chunks, all_vectors[:len(texts)], sents, all_vectors[len(texts):])
+    built = _assemble(docs, fresh, prev, embedder.dim)
+    if prev is not None:
+        prev.close()
+    name = _write_generation(settings, docs, built, embedder, params, engine)
     return IndexReport(name, added, changed, removed, len(docs) - len(added) - len(changed),
-                       skipped, len(texts), reused, len(chunks),
-                       time.perf_counter() - t0, embed_seconds)
+                       skipped, len(texts), built.reused, len(built.chunks),
+                       time.perf_counter() - t0, embed_seconds, len(sent_texts))
 
 
-def _assemble(docs: Sequence[Document], new_chunks: dict[str, list[Chunk]],
-              new_vectors: np.ndarray, prev: Generation | None
-              ) -> tuple[list[Chunk], list[np.ndarray], int]:
-    """All chunks and vector blocks in document order, reusing the previous generation's."""
+def chunk_sentences(chunk: Chunk) -> list[tuple[int, int]]:
+    """File spans of a chunk's sentences (embedded for sentence-level scoring)."""
+    return [(sp.start, sp.end) for sp in sentence_spans(chunk.text, chunk.start, 1)]
+
+
+@dataclass(frozen=True)
+class Fresh:
+    """What this run chunked and embedded."""
+
+    chunks: dict[str, list[Chunk]]
+    vectors: np.ndarray
+    sentences: list[list[tuple[int, int]]]  # per new chunk, in order
+    sentence_vectors: np.ndarray
+
+
+@dataclass(frozen=True)
+class Built:
+    """A whole generation's content, in document order."""
+
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    sentences: list[tuple[int, int, int]]  # (chunk row, start, end)
+    sentence_vectors: np.ndarray
+    reused: int
+
+
+def _assemble(docs: Sequence[Document], fresh: Fresh, prev: Generation | None, dim: int
+              ) -> Built:
+    """All chunks and vectors in document order, reusing the previous generation's."""
     old_vectors = prev.dense.vectors() if prev is not None else None
+    old_sent = (prev.sentences.vectors() if prev is not None and prev.sentences is not None
+                else np.zeros((0, dim), np.float32))
     chunks: list[Chunk] = []
     parts: list[np.ndarray] = []
-    reused = 0
-    pos = 0
+    sents: list[tuple[int, int, int]] = []
+    sparts: list[np.ndarray] = []
+    reused = pos = spos = 0
     for d in docs:
-        if d.path in new_chunks:
-            cs = new_chunks[d.path]
-            parts.append(new_vectors[pos:pos + len(cs)])
+        if d.path in fresh.chunks:
+            cs = fresh.chunks[d.path]
+            parts.append(fresh.vectors[pos:pos + len(cs)])
+            for i, c in enumerate(cs):
+                ss = fresh.sentences[pos + i]
+                sents.extend((len(chunks) + i, a, b) for a, b in ss)
+                sparts.append(fresh.sentence_vectors[spos:spos + len(ss)])
+                spos += len(ss)
             pos += len(cs)
         else:
             assert prev is not None and old_vectors is not None
             cs = prev.chunks_of(d.path)
-            parts.append(old_vectors[prev.rows_of(d.path)])
+            rows = prev.rows_of(d.path)
+            parts.append(old_vectors[rows])
+            ids = prev.sentence_ids(rows)
+            base = len(chunks) - int(rows[0]) if len(rows) else 0
+            sents.extend((int(prev.sent_row[i]) + base, int(prev.sent_start[i]),
+                          int(prev.sent_end[i])) for i in ids)
+            sparts.append(old_sent[ids] if len(ids) else np.zeros((0, dim), np.float32))
             reused += len(cs)
         chunks.extend(cs)
-    return chunks, parts, reused
+    vectors = np.vstack(parts) if parts else np.zeros((0, dim), np.float32)
+    svectors = np.vstack(sparts) if sparts else np.zeros((0, dim), np.float32)
+    return Built(chunks, vectors, sents, svectors, reused)
 
 
-def _write_generation(settings: Settings, docs: Sequence[Document], chunks: list[Chunk],
-                      vectors: np.ndarray, embedder: Embedder, params: ChunkParams,
-                      engine: dict[str, Any]) -> str:
+def _write_generation(settings: Settings, docs: Sequence[Document], built: Built,
+                      embedder: Embedder, params: ChunkParams, engine: dict[str, Any]) -> str:
     """Write, check and publish a generation; the temp folder is removed on any failure."""
     from .dense import DenseIndex
     from .lexical import LexicalIndex
@@ -192,14 +247,18 @@ def _write_generation(settings: Settings, docs: Sequence[Document], chunks: list
     index_dir = settings.index_dir
     name = next_generation_name(index_dir)
     tmp = new_tmp_folder(index_dir, name)
+    chunks, vectors = built.chunks, built.vectors
     try:
         counts: dict[str, int] = {}
         for c in chunks:
             counts[c.file] = counts.get(c.file, 0) + 1
-        write_chunks_db(tmp / "chunks.sqlite", docs, chunks, counts)
+        write_chunks_db(tmp / "chunks.sqlite", docs, chunks, counts, built.sentences)
         dense = DenseIndex.build(vectors, settings.approximate_threshold,
                                  ef_search=settings.hnsw_ef_search)
         dense.save(tmp / "dense.faiss")
+        if settings.sentence_vectors:
+            DenseIndex.build(built.sentence_vectors, settings.approximate_threshold,
+                             ef_search=settings.hnsw_ef_search).save(tmp / "sentences.faiss")
         LexicalIndex.build([c.text for c in chunks]).save(tmp / "lexical")
         manifest = seal_manifest(tmp, {
             "generation": name,
@@ -209,6 +268,8 @@ def _write_generation(settings: Settings, docs: Sequence[Document], chunks: list
                       "dim": embedder.dim, "max_tokens": embedder.max_tokens},
             "chunking": asdict(params),
             "dense": {"kind": dense.kind, "rows": dense.size},
+            "sentences": {"enabled": settings.sentence_vectors,
+                          "rows": len(built.sentences)},
             "engine": engine,
             "chunks": len(chunks),
             "documents": {d.path: {"sha256": d.sha256, "size": d.size, "title": d.title,
@@ -217,6 +278,14 @@ def _write_generation(settings: Settings, docs: Sequence[Document], chunks: list
         })
         _canary(tmp, manifest, vectors)
         publish(index_dir, tmp, name)
+    except (OSError, sqlite3.OperationalError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno is not None:
+            raise
+        # numpy reports a short write without an error code; sqlite says "disk is full"
+        if isinstance(e, OSError) or "full" in str(e):
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}? ({e})", str(tmp)) from e
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +23,13 @@ ourselves out over own same she should so some such than that the their theirs t
 themselves then there these they this those through to too under until up very was we were
 what when where which while who whom why will with would you your yours yourself yourselves
 """.split())
+
+
+def _bm25s():  # type: ignore[no-untyped-def]
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets DEBUG on import
+    return bm25s
 
 
 @lru_cache(maxsize=1)
@@ -47,9 +55,7 @@ class LexicalIndex:
     @classmethod
     def build(cls, texts: list[str]) -> LexicalIndex:
         """Index chunk texts (row i is chunk row i)."""
-        import bm25s
-
-        bm25 = bm25s.BM25()
+        bm25 = _bm25s().BM25()
         tokens = [tokenize(t) or [""] for t in texts]  # bm25s wants no empty document
         if texts:
             bm25.index(tokens, show_progress=False)
@@ -91,8 +97,7 @@ class LexicalIndex:
     @classmethod
     def load(cls, folder: Path, mmap: bool = False) -> LexicalIndex:
         """Read a folder written by ``save``."""
-        import bm25s
-
+        bm25s = _bm25s()
         size = int(json.loads((folder / "size.json").read_text())["rows"])
         if not size:
             return cls(bm25s.BM25(), 0)
@@ -105,7 +110,11 @@ def top_hits(scores: np.ndarray, k: int) -> list[Hit]:
     k = min(k, len(scores))
     if k <= 0:
         return []
-    idx = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    if k < len(scores):  # keep every row tied with the k-th score, then order exactly
+        kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+        idx = np.flatnonzero(scores >= kth)
+    else:
+        idx = np.arange(len(scores))
     idx = idx[scores[idx] > 0]
-    idx = idx[np.lexsort((idx, -scores[idx]))]
+    idx = idx[np.lexsort((idx, -scores[idx]))][:k]
     return [Hit(int(r), float(scores[r]), i + 1) for i, r in enumerate(idx)]

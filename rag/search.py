@@ -31,22 +31,21 @@ MIN_TRIM_SHARE = 0.3  # a chunk trimmed of already-shown text must keep this sha
 
 @dataclass(frozen=True)
 class Abstainer:
-    """Logistic model of P(answerable) over (top dense cosine, lexical coverage)."""
+    """Logistic model of P(answerable) over answer_features()."""
 
-    w_dense: float
-    w_lexical: float
+    weights: tuple[float, float, float]
     bias: float
     threshold: float = 0.5
 
     @classmethod
     def bundled(cls) -> Abstainer:
-        """Coefficients fitted on eval/gold.jsonl (see `rag calibrate`)."""
+        """Coefficients fitted on eval/gold.jsonl (see eval/calibrate.py)."""
         data = json.loads(resources.files("rag").joinpath("abstain.json").read_text())
-        return cls(data["w_dense"], data["w_lexical"], data["bias"], data["threshold"])
+        return cls(tuple(data["weights"]), data["bias"], data["threshold"])  # type: ignore[arg-type]
 
-    def confidence(self, dense_top: float, lexical_cov: float) -> float:
+    def confidence(self, *features: float) -> float:
         """P(answerable) in [0, 1]."""
-        z = self.w_dense * dense_top + self.w_lexical * lexical_cov + self.bias
+        z = sum(w * f for w, f in zip(self.weights, features)) + self.bias
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
@@ -139,6 +138,30 @@ def select_passages(ranked: list[tuple[int, float]], chunks: dict[int, Chunk], t
     return out
 
 
+def _sentence_mask(gen: Generation, allowed: np.ndarray | None) -> np.ndarray | None:
+    return None if allowed is None else allowed[gen.sent_row]
+
+
+def sentence_best(gen: Generation, qv: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Each row's best sentence similarity to the query (0 for a row without sentences)."""
+    assert gen.sentences is not None
+    ids = gen.sentence_ids(rows)
+    sims = gen.sentences.vectors_of(ids) @ qv
+    owner = np.searchsorted(rows, gen.sent_row[ids])
+    best = np.full(len(rows), -1.0, dtype=np.float32)
+    np.maximum.at(best, owner, sims)
+    return np.where(best < -0.5, 0.0, best)
+
+
+def answer_features(dense_hits: list[Hit], evidence: list[tuple[float, float]]
+                    ) -> tuple[float, float, float]:
+    """(top dense score, best highlight similarity, best highlight lexical coverage)."""
+    top = dense_hits[0].score if dense_hits else 0.0
+    sim = max((e[0] for e in evidence[:3]), default=0.0)
+    cov = max((e[1] for e in evidence[:3]), default=0.0)
+    return top, sim, cov
+
+
 class Searcher:
     """Answers questions from the current index generation; follows re-indexes."""
 
@@ -227,7 +250,7 @@ class Searcher:
 
         allowed = file_mask(gen, files)
         n = max(self.settings.candidates, top_k * 3)
-        dense_hits = gen.dense.search(qv[None, :], n, allowed)[0]
+        dense_hits = self.dense_hits(gen, qv, n, allowed)
         lex_hits = gen.lexical.search(question, n, allowed)
         ranked = self.fuse(mode, dense_hits, lex_hits)
         want = [r for r, _ in ranked[: top_k * 4]]
@@ -238,15 +261,18 @@ class Searcher:
         dense_at = {h.row: h for h in dense_hits}
         lex_at = {h.row: h for h in lex_hits}
         passages = []
+        evidence = []  # (sentence similarity, lexical coverage) of each highlight
         for rank, (row, score, c) in enumerate(chosen, 1):
             d, x = dense_at.get(row), lex_at.get(row)
+            span, sim, cov = self.highlight(question, qv, row, c, gen)
+            evidence.append((sim, cov))
             passages.append(Passage(
                 rank, round(float(score), 6), c.file, c.start, c.end, c.line_start,
-                c.line_end, c.text, gen.file_by_path[c.file].sha256,
-                self.highlight(question, c, gen),
+                c.line_end, c.text, gen.file_by_path[c.file].sha256, span,
                 RetrieverScore(d.rank, round(d.score, 6)) if d else None,
                 RetrieverScore(x.rank, round(x.score, 6)) if x else None))
-        confidence = self.confidence(question, dense_hits, passages, gen)
+        feats = answer_features(dense_hits, evidence)
+        confidence = self.abstainer.confidence(*feats) if passages else 0.0
         t3 = time.perf_counter()
         m = gen.manifest
         return Answer(
@@ -255,6 +281,24 @@ class Searcher:
             IndexInfo(gen.name, m["built_at"], m["model"]["name"], gen.size),
             {"embed": round((t1 - t0) * 1000, 3), "search": round((t2 - t1) * 1000, 3),
              "highlight": round((t3 - t2) * 1000, 3), "total": round((t3 - t0) * 1000, 3)})
+
+    def dense_hits(self, gen: Generation, qv: np.ndarray, n: int,
+                   allowed: np.ndarray | None) -> list[Hit]:
+        """Chunks by dense similarity: the chunk's vector, its best sentence, or both."""
+        hits = gen.dense.search(qv[None, :], n, allowed)[0]
+        how = self.settings.dense_granularity
+        if how == "chunk" or gen.sentences is None or not gen.sentences.size:
+            return hits
+        sent_hits = gen.sentences.search(qv[None, :], n * 4, _sentence_mask(gen, allowed))[0]
+        rows = np.unique(np.fromiter(
+            [h.row for h in hits] + [int(gen.sent_row[h.row]) for h in sent_hits], np.int64))
+        best = sentence_best(gen, qv, rows)
+        if how == "sentence":
+            score = best
+        else:
+            score = 0.5 * (gen.dense.vectors_of(rows) @ qv + best)
+        order = np.lexsort((rows, -score))[:n]
+        return [Hit(int(rows[i]), float(score[i]), r + 1) for r, i in enumerate(order)]
 
     def fuse(self, mode: Mode, dense_hits: list[Hit], lex_hits: list[Hit]
              ) -> list[tuple[int, float]]:
@@ -268,17 +312,20 @@ class Searcher:
             return rrf([dense_hits, lex_hits], [w, 1 - w], k=self.settings.rrf_k)
         return score_fusion([dense_hits, lex_hits], [w, 1 - w], self.settings.fusion)
 
-    def highlight(self, question: str, chunk: Chunk, gen: Generation) -> Span | None:
-        """The best sentence of a passage for the question."""
+    def highlight(self, question: str, qv: np.ndarray, row: int, chunk: Chunk,
+                  gen: Generation) -> tuple[Span | None, float, float]:
+        """The best sentence of a passage, with its dense similarity and lexical coverage."""
         spans = sentence_spans(chunk.text, chunk.start, chunk.line_start)
-        return best_span(question, spans, gen.lexical.idf)
-
-    def confidence(self, question: str, dense_hits: list[Hit], passages: list[Passage],
-                   gen: Generation) -> float:
-        """P(the corpus answers the question), from the top scores."""
-        if not passages:
-            return 0.0
-        dense_top = dense_hits[0].score if dense_hits else 0.0
-        spans = [Span(p.start, p.end, p.line_start, p.line_end, p.text) for p in passages[:3]]
-        cov = float(lexical_scores(question, spans, gen.lexical.idf).max())
-        return self.abstainer.confidence(dense_top, cov)
+        if not spans:
+            return None, 0.0, 0.0
+        lex = lexical_scores(question, spans, gen.lexical.idf)
+        dense = np.zeros(len(spans), dtype=np.float32)
+        if gen.sentences is not None:
+            ids = gen.sentence_ids(np.array([row]))
+            sims = dict(zip(zip(gen.sent_start[ids].tolist(), gen.sent_end[ids].tolist()),
+                            (gen.sentences.vectors_of(ids) @ qv).tolist()))
+            dense = np.array([sims.get((sp.start, sp.end), 0.0) for sp in spans], np.float32)
+        w = self.settings.highlight_dense_weight if gen.sentences is not None else 0.0
+        score = (1 - w) * lex + w * dense
+        i = int(np.argmax(score))
+        return spans[i], float(dense[i]), float(lex[i])

@@ -154,8 +154,10 @@ def read_current(index_dir: Path) -> str | None:
 # ---------------------------------------------------------------- writing
 
 def write_chunks_db(path: Path, docs: Sequence[Document], chunks: Sequence[Chunk],
-                    counts: dict[str, int]) -> None:
-    """The metadata database: one row per file, one per chunk (row = FAISS row)."""
+                    counts: dict[str, int],
+                    sentences: Sequence[tuple[int, int, int]] = ()) -> None:
+    """The metadata database: one row per file, one per chunk (row = FAISS row), and the
+    sentences of each chunk (id = row of the sentence FAISS index) as (row, start, end)."""
     con = sqlite3.connect(path)
     try:
         con.executescript(
@@ -167,6 +169,8 @@ def write_chunks_db(path: Path, docs: Sequence[Document], chunks: Sequence[Chunk
                 start INTEGER NOT NULL, "end" INTEGER NOT NULL,
                 line_start INTEGER NOT NULL, line_end INTEGER NOT NULL,
                 text TEXT NOT NULL, context TEXT NOT NULL);
+            CREATE TABLE sentences (id INTEGER PRIMARY KEY, row INTEGER NOT NULL,
+                start INTEGER NOT NULL, "end" INTEGER NOT NULL);
             """
         )
         ids = {d.path: i for i, d in enumerate(docs)}
@@ -180,6 +184,8 @@ def write_chunks_db(path: Path, docs: Sequence[Document], chunks: Sequence[Chunk
             [(r, ids[c.file], c.start, c.end, c.line_start, c.line_end, c.text, c.context)
              for r, c in enumerate(chunks)],
         )
+        con.executemany("INSERT INTO sentences VALUES (?,?,?,?)",
+                        [(i, r, a, b) for i, (r, a, b) in enumerate(sentences)])
         con.commit()
     finally:
         con.close()
@@ -213,8 +219,13 @@ def publish(index_dir: Path, tmp: Path, name: str) -> Path:
     fsync_tree(tmp)
     final = generations_dir(index_dir) / name
     os.rename(tmp, final)
-    fsync_path(final.parent)
-    write_atomic(index_dir / CURRENT, f"{name}\n".encode())
+    try:
+        fsync_path(final.parent)
+        write_atomic(index_dir / CURRENT, f"{name}\n".encode())
+    except BaseException:
+        if read_current(index_dir) != name:  # never published: leave no stray generation
+            shutil.rmtree(final, ignore_errors=True)
+        raise
     return final
 
 
@@ -307,6 +318,14 @@ class Generation:
             dtype=np.int32)
         self.dense = DenseIndex.load(folder / "dense.faiss", ef_search)
         self.lexical = LexicalIndex.load(folder / "lexical")
+        sent = np.array(self._db.execute(
+            'SELECT row, start, "end" FROM sentences ORDER BY id').fetchall(),
+            dtype=np.int64).reshape(-1, 3)
+        self.sent_row, self.sent_start, self.sent_end = sent[:, 0], sent[:, 1], sent[:, 2]
+        self.sentences = (DenseIndex.load(folder / "sentences.faiss", ef_search)
+                          if (folder / "sentences.faiss").exists() else None)
+        if self.sentences is not None and self.sentences.size != len(self.sent_row):
+            raise IndexCorruptError(f"generation {self.name}: sentence vectors and rows disagree")
         n = manifest["chunks"]
         if not (len(self.file_ids) == self.dense.size == self.lexical.size == n):
             raise IndexCorruptError(
@@ -339,6 +358,13 @@ class Generation:
                 "FROM chunks c JOIN files f ON f.id = c.file_id WHERE f.path = ? ORDER BY c.row",
                 (path,)).fetchall()
         return [Chunk(*g) for g in got]
+
+    def sentence_ids(self, rows: np.ndarray) -> np.ndarray:
+        """Sentence ids belonging to the given chunk rows, in order."""
+        lo = np.searchsorted(self.sent_row, rows, side="left")
+        hi = np.searchsorted(self.sent_row, rows, side="right")
+        return np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(rows) else \
+            np.zeros(0, dtype=np.int64)
 
     def rows_of(self, path: str) -> np.ndarray:
         """Row numbers of one file's chunks."""

@@ -36,9 +36,9 @@ def mixed_corpus(tmp_path: Path) -> Path:
     """A folder mixing usable files, other suffixes, hidden entries and nesting."""
     root = tmp_path / "corpus"
     files = {
-        "b.txt": "Second file.\n".encode(),
-        "a.md": "# Title\r\nWindows line ends\r\nkept.\r\n".encode(),
-        "sub/deep/z.txt": "Nested deep.".encode(),
+        "b.txt": b"Second file.\n",
+        "a.md": b"# Title\r\nWindows line ends\r\nkept.\r\n",
+        "sub/deep/z.txt": b"Nested deep.",
         "sub/c.txt": "\ufeffBOM first, caf\u00e9 \u4e2d\u6587 \U0001f600.\n".encode(),
         "A-upper.txt": b"Upper case name sorts before lower case.",
         "notes.rst": b"not a corpus suffix",
