@@ -38,7 +38,8 @@ class AskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"question": EXAMPLE_Q, "top_k": 5, "mode": "hybrid", "files": None},
-        {"question": "Which satellite system serves the Suez Canal zone?", "top_k": 3,
+        {"question": "Which satellite navigation system serves companies in Egypt's Suez "
+                     "Canal Economic Zone?", "top_k": 3,
          "mode": "dense", "files": ["sco-*"]}]})
 
     question: str = Field(min_length=1, max_length=MAX_QUESTION,
@@ -90,7 +91,8 @@ class PassageOut(BaseModel):
     """A ranked passage: ``file_text[start:end] == text``; lines 1-based, inclusive."""
 
     rank: int
-    score: float
+    score: float = Field(description="fused score: hybrid mixes min-max normalised dense and "
+                         "BM25 scores in [0, 1]; dense is a cosine; lexical a BM25 score")
     file: str
     start: int
     end: int
@@ -231,7 +233,7 @@ class BodyLimit:
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge()
+                    raise _TooLarge(self.limit)
             return msg
 
         try:
@@ -248,11 +250,31 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """Raised from inside the body stream; FastAPI passes HTTP exceptions through."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body too large: the limit is {limit} bytes")
 
 
 _ABS_DIRS = re.compile(r"(?<![\w.])/(?:[^\s'\"/]+/)+")
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from files shipped in a package: no CDN, the service is offline."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs-static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+              name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - API",
+                                   swagger_js_url="/docs-static/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-static/swagger-ui.css",
+                                   swagger_favicon_url="/docs-static/favicon-32x32.png")
 
 
 def _json_error(status: int, error: str, detail: Any = None) -> JSONResponse:
@@ -311,8 +333,9 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
         title="rag: cited retrieval QA",
         description="Ask a question; get ranked passages of the corpus, each with an exact "
                     "citation (file, code-point offsets, 1-based inclusive lines).",
-        version="0.1.0", lifespan=lifespan)
+        version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    _offline_docs(app)
     app.state.searcher = searcher
 
     def require_json(request: Request) -> None:
@@ -323,7 +346,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = _validation_detail(exc)
-        if any(d["type"] == "json_invalid" for d in detail):
+        if any(d["type"] in ("json_invalid", "string_unicode") for d in detail):
             return _json_error(400, "the body is not valid JSON (or not UTF-8)", detail)
         return _json_error(422, "invalid request", detail)
 
@@ -401,7 +424,8 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
         return {"status": "ready", "generation": gen.name, "chunks": gen.size,
                 "model": gen.manifest["model"]["name"], "built_at": gen.manifest["built_at"]}
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse,
+                   include_in_schema=False)
     def page() -> HTMLResponse:
         """The search page."""
         html = resources.files("rag").joinpath("static/index.html")

@@ -59,7 +59,9 @@ def parse_metadata(text: str, path: str) -> tuple[str | None, str | None]:
     m = _DATE_LINE.match(first)
     if m:
         return m.group(2), m.group(1)
-    return (first[:200] or None), None
+    if len(first) > 120:  # a first paragraph, not a title: cut at a word
+        first = first[:120].rsplit(" ", 1)[0].rstrip(",;:")
+    return (first or None), None
 
 
 def read_document(path: Path, rel: str) -> Document:

@@ -7,6 +7,7 @@ import fnmatch
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -153,13 +154,30 @@ def sentence_best(gen: Generation, qv: np.ndarray, rows: np.ndarray) -> np.ndarr
     return np.where(best < -0.5, 0.0, best)
 
 
-def answer_features(dense_hits: list[Hit], evidence: list[tuple[float, float]]
-                    ) -> tuple[float, float, float]:
-    """(top dense score, best highlight similarity, best highlight lexical coverage)."""
+# Questions whose answer is a quantity or a date, and text that holds one.
+_WANTS_NUMBER = re.compile(
+    r"\b(how (many|much|long|far|big|large|old|often)|what (share|percentage|proportion|"
+    r"number|amount|year|date)|when|which year|in what year)\b", re.I)
+_HAS_NUMBER = re.compile(
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|hundred|"
+    r"thousand|million|billion|trillion|half|third|quarter|dozen|percent)\b", re.I)
+
+
+def type_match(question: str, sentences: Sequence[str]) -> float:
+    """1.0 unless the question asks for a quantity or date and no sentence holds a number."""
+    if not _WANTS_NUMBER.search(question):
+        return 1.0
+    return 1.0 if any(_HAS_NUMBER.search(s) for s in sentences) else 0.0
+
+
+def answer_features(dense_hits: list[Hit], evidence: list[tuple[float, float]],
+                    match: float = 1.0) -> tuple[float, float, float, float]:
+    """(top dense score, best highlight similarity, best highlight lexical coverage,
+    answer-type match of the top highlights)."""
     top = dense_hits[0].score if dense_hits else 0.0
     sim = max((e[0] for e in evidence[:3]), default=0.0)
     cov = max((e[1] for e in evidence[:3]), default=0.0)
-    return top, sim, cov
+    return top, sim, cov, match
 
 
 class Searcher:
@@ -271,7 +289,8 @@ class Searcher:
                 c.line_end, c.text, gen.file_by_path[c.file].sha256, span,
                 RetrieverScore(d.rank, round(d.score, 6)) if d else None,
                 RetrieverScore(x.rank, round(x.score, 6)) if x else None))
-        feats = answer_features(dense_hits, evidence)
+        match = type_match(question, [p.highlight.text for p in passages[:3] if p.highlight])
+        feats = answer_features(dense_hits, evidence, match)
         confidence = self.abstainer.confidence(*feats) if passages else 0.0
         t3 = time.perf_counter()
         m = gen.manifest

@@ -301,11 +301,6 @@ def test_ask_body_over_64k_with_content_length_is_413(client: TestClient) -> Non
     assert "too large" in body["error"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rag/api.py BodyLimit raises _TooLarge (an Exception) from the wrapped receive(); "
-    "FastAPI's body reader catches every Exception and answers 400 'There was an error "
-    "parsing the body', so a streamed (chunked, no Content-Length) body over 64 KiB gets "
-    "400 instead of 413"))
 def test_ask_streamed_body_over_64k_without_content_length_is_413(client: TestClient) -> None:
     r = client.post("/ask", content=chunks_of(big_body()), headers=JSON)
     assert_error(r, 413)
@@ -337,11 +332,7 @@ def test_ask_wrong_content_type_is_415(client: TestClient, ctype: str) -> None:
     b'{"question": "hi"', b"{question: 'hi'}", b"not json", b'{"question": "hi"}}',
     b'{"question": "\xff\xfe caf\xe9"}', b"\xc3\x28", b'{"question": "caf\xc3"}',
     b'{"question": "\xc0\xaf overlong"}',
-    pytest.param(b'{"question": "\xed\xa0\x80 lone surrogate"}', marks=pytest.mark.xfail(
-        strict=True, reason=(
-            "UTF-8 forbids encoded surrogates (ED A0 80), but json.loads(bytes) decodes with "
-            "'surrogatepass', so the body parses and pydantic answers 422 string_unicode on "
-            "'question' instead of 400; rag/api.py on_invalid maps only json_invalid to 400"))),
+    b'{"question": "\xed\xa0\x80 lone surrogate"}',
 ])
 def test_ask_invalid_json_or_utf8_is_400(client: TestClient, raw: bytes) -> None:
     assert_error(client.post("/ask", content=raw, headers=JSON), 400)

@@ -156,9 +156,6 @@ def test_errors_over_http(served: Served, http: httpx.Client) -> None:
     assert "Traceback" not in r.text
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rag/api.py BodyLimit: an over-limit chunked body raises _TooLarge inside FastAPI's body "
-    "reader, which turns any Exception into 400 'There was an error parsing the body'"))
 def test_chunked_body_over_limit_is_413_over_http(served: Served, http: httpx.Client) -> None:
     big = json.dumps({"question": "x" * (64 * 1024 + 10)}).encode()
     r = http.post("/ask", content=iter([big[i:i + 8192] for i in range(0, len(big), 8192)]),
