@@ -139,6 +139,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_convert_squad(args: argparse.Namespace) -> int:
+    """Convert a SQuAD file into a corpus folder and a gold file."""
+    from .squad import convert_squad
+
+    r = convert_squad(args.squad, args.out)
+    print(f"{r.articles} articles -> {args.out / 'corpus'}; {r.items} gold items "
+          f"({r.unanswerable} unanswerable, {r.skipped} skipped) -> {args.out / 'gold.jsonl'}")
+    return 0
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", dest="corpus_dir", type=Path,
                    help="corpus folder (default corpus/, env RAG_CORPUS_DIR)")
@@ -193,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-recall-at-5", type=float, help="exit 1 if hybrid recall@5 is lower")
     p.add_argument("--min-mrr", type=float, help="exit 1 if hybrid mrr@10 is lower")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("convert-squad", help="turn a SQuAD v1.1/v2.0 file into corpus + gold")
+    p.add_argument("squad", type=Path)
+    p.add_argument("out", type=Path)
+    p.set_defaults(func=cmd_convert_squad)
     return parser
 
 

@@ -1,0 +1,726 @@
+"""`make bench`: latency, throughput, indexing, memory and scale of rag on this machine.
+
+    .venv/bin/python bench/run.py [--quick]
+
+Writes bench/RESULTS.md (and prints it); scratch files go to bench/out/ (git-ignored).
+Every server it starts listens on 127.0.0.1 only; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (OUT, ROOT, VENV_BIN, dir_size, fmt_bytes, loadavg,  # noqa: E402
+                    machine_info, md_table, pcts, proc_status)
+from synth import DEV, dev_questions, effective_dim, fit_gaussian  # noqa: E402
+
+CORPUS = ROOT / "corpus"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+SEED_INDEX = OUT / "index"
+MODES = ("hybrid", "dense", "lexical")
+BUDGET_S = 45 * 60  # the whole run must finish within this
+APPENDED = ("\n\nThe benchmark appended this paragraph to measure an incremental re-index. "
+            "It mentions the Digital Silk Road, cooperation among SCO member states, and "
+            "artificial intelligence in agriculture. It changes only this one file.\n")
+
+
+def log(msg: str) -> None:
+    """Progress on stdout, with the time since start."""
+    print(f"[{time.perf_counter() - T0:7.1f} s] {msg}", flush=True)
+
+
+T0 = time.perf_counter()
+
+
+def run_cmd(args: list[str], timeout_s: float, env: dict[str, str] | None = None
+            ) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """(wall seconds, completed process) of a command; raises on non-zero exit."""
+    s = time.perf_counter()
+    cp = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s,
+                        env={**os.environ, **(env or {})}, cwd=ROOT)
+    wall = time.perf_counter() - s
+    if cp.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited {cp.returncode}: {cp.stderr[-2000:]}")
+    return wall, cp
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of some output."""
+    lines = [x for x in text.splitlines() if x.strip()]
+    return lines[-1] if lines else ""
+
+
+# ---------------------------------------------------------------- 4a. cold build (seed)
+
+def cold_build() -> dict[str, Any]:
+    """`rag index --full` in a fresh process into bench/out/index: the seed index."""
+    from rag.config import Settings
+    from rag.embedding import model_fingerprint, resolve_model
+
+    shutil.rmtree(SEED_INDEX, ignore_errors=True)
+    s = Settings()
+    fp = model_fingerprint(resolve_model(s.model))
+    onnx_cached = (s.onnx_cache_dir / fp[:16] / "onnx" / "model.onnx").is_file()
+    wall, cp = run_cmd([str(VENV_BIN / "rag"), "index", "--full", "--corpus", str(CORPUS),
+                        "--index", str(SEED_INDEX)], 1800)
+    return {"wall_s": wall, "summary": last_line(cp.stdout), "onnx_cached": onnx_cached,
+            "disk_bytes": dir_size(SEED_INDEX / "generations")}
+
+
+def save_gauss() -> dict[str, Any]:
+    """Fit the synthetic-vector Gaussian to the seed's chunk and sentence vectors."""
+    from rag.store import open_current
+
+    gen = open_current(SEED_INDEX)
+    parts = [gen.dense.vectors()]
+    if gen.sentences is not None:
+        parts.append(gen.sentences.vectors())
+    x = np.vstack(parts)
+    gen.close()
+    mu, lower = fit_gaussian(x)
+    np.savez(OUT / "gauss.npz", mu=mu, lower=lower)
+    return {"rows": len(x), "effective_dim": effective_dim(lower)}
+
+
+# ---------------------------------------------------------------- 1+2. in-process latency
+
+def inprocess(n: int, warmup: int) -> dict[str, Any]:
+    """Searcher.ask per mode (cache off) and the reference pipeline, interleaved on the same
+    question sequence; then variants: FAISS on one OpenMP thread, cache on; a profile."""
+    import faiss
+    from sentence_transformers import SentenceTransformer
+
+    from rag.config import Settings
+    from rag.embedding import resolve_model
+    from rag.search import Searcher
+
+    settings = Settings(index_dir=SEED_INDEX, corpus_dir=CORPUS)
+    searcher = Searcher(settings)
+    searcher.cache.size = 0  # before any question: a cached entry would still be served
+    s = time.perf_counter()
+    gen = searcher.generation  # loads the model (ONNX) and the index
+    out: dict[str, Any] = {"searcher_start_s": time.perf_counter() - s, "chunks": gen.size,
+                           "sentences": gen.sentences.size if gen.sentences else 0,
+                           "queries": n, "warmup": warmup, "loadavg": loadavg()}
+
+    s = time.perf_counter()
+    st = SentenceTransformer(resolve_model(settings.model), device="cpu")
+    out["reference_model_load_s"] = time.perf_counter() - s
+    ref_index = faiss.IndexFlatIP(gen.dense.dim)
+    ref_index.add(gen.dense.vectors())
+    ref_parts: dict[str, list[float]] = {"encode": [], "search": []}
+
+    def reference(q: str) -> None:
+        a = time.perf_counter()
+        v = st.encode(q, normalize_embeddings=True)
+        b = time.perf_counter()
+        ref_index.search(np.asarray(v, dtype=np.float32)[None, :], 5)
+        c = time.perf_counter()
+        ref_parts["encode"].append((b - a) * 1000)
+        ref_parts["search"].append((c - b) * 1000)
+
+    qs = dev_questions()
+    fns: dict[str, Callable[[str], Any]] = {"reference": reference}
+    for m in MODES:
+        fns[m] = (lambda mode: lambda q: searcher.ask(q, 5, mode))(m)
+    names = list(fns)
+    for i in range(warmup):
+        for k in names:
+            fns[k](qs[i % len(qs)])
+    ref_parts = {"encode": [], "search": []}
+    lat: dict[str, list[float]] = {k: [] for k in names}
+    parts: dict[str, dict[str, list[float]]] = {m: {"embed": [], "search": [], "highlight": []}
+                                                 for m in MODES}
+    for i in range(n):
+        q = qs[i % len(qs)]
+        r = i % len(names)
+        for k in names[r:] + names[:r]:  # rotate who goes first
+            s = time.perf_counter()
+            a = fns[k](q)
+            lat[k].append((time.perf_counter() - s) * 1000)
+            if k in parts:
+                for part in parts[k]:
+                    parts[k][part].append(a.timings_ms[part])
+    out["latency"] = {k: pcts(v) for k, v in lat.items()}
+    out["parts_p50"] = {m: {p: pcts(v)["p50"] for p, v in d.items()} for m, d in parts.items()}
+    out["parts_mean"] = {m: {p: pcts(v)["mean"] for p, v in d.items()} for m, d in parts.items()}
+    out["reference_parts_p50"] = {p: pcts(v)["p50"] for p, v in ref_parts.items()}
+    ref = np.asarray(lat["reference"])
+    out["paired"] = {}
+    for m in MODES:
+        ours = np.asarray(lat[m])
+        out["paired"][m] = {
+            "median_ratio_ours_over_ref": float(np.median(ours / ref)),
+            "p50_ratio_ours_over_ref": float(np.median(ours) / np.median(ref)),
+            "median_speedup": float(np.median(ref / ours)),
+            "p50_speedup": float(np.median(ref) / np.median(ours)),
+        }
+    log(f"in-process: hybrid p50 {out['latency']['hybrid']['p50']:.2f} ms, "
+        f"reference p50 {out['latency']['reference']['p50']:.2f} ms")
+
+    # What one OpenMP thread for FAISS does (process-wide switch; rag is not modified).
+    default_threads = faiss.omp_get_max_threads()
+    m2 = max(50, n // 3)
+    variant: dict[str, list[float]] = {"default": [], "omp1": []}
+    for i in range(m2):
+        for key in (("default", "omp1") if i % 2 == 0 else ("omp1", "default")):
+            faiss.omp_set_num_threads(1 if key == "omp1" else default_threads)
+            s = time.perf_counter()
+            searcher.ask(qs[i % len(qs)], 5, "hybrid")
+            variant[key].append((time.perf_counter() - s) * 1000)
+    faiss.omp_set_num_threads(default_threads)
+    out["omp_variant"] = {"threads_default": default_threads, "queries": m2,
+                          **{k: pcts(v) for k, v in variant.items()}}
+
+    # Where the time goes: cProfile over hybrid questions.
+    prof = cProfile.Profile()
+    prof.enable()
+    for i in range(100):
+        searcher.ask(qs[i % len(qs)], 5, "hybrid")
+    prof.disable()
+    buf = io.StringIO()
+    stats = pstats.Stats(prof, stream=buf)
+    stats.sort_stats("cumulative").print_stats(40)
+    stats.sort_stats("tottime").print_stats(40)
+    (OUT / "profile_hybrid.txt").write_text(buf.getvalue())
+    total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
+    top = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:15]  # type: ignore[attr-defined]
+    out["profile_top"] = [{"func": f"{Path(k[0]).name}:{k[1]}({k[2]})", "calls": v[1],
+                           "tottime_ms_per_q": v[2] * 1000 / 100, "share": v[2] / total}
+                          for k, v in top]
+
+    # Cached: cache on, every question seen once, then repeated questions.
+    searcher.cache.size = settings.query_cache_size
+    for q in qs:
+        searcher.ask(q, 5, "hybrid")
+    cached: dict[str, list[float]] = {m: [] for m in MODES}
+    for i in range(n):
+        for m in MODES:
+            s = time.perf_counter()
+            searcher.ask(qs[i % len(qs)], 5, m)
+            cached[m].append((time.perf_counter() - s) * 1000)
+    out["cached"] = {m: pcts(v) for m, v in cached.items()}
+    del st
+    gen.close()
+    return out
+
+
+# ---------------------------------------------------------------- 3+5. HTTP and memory
+
+def http(duration_s: float) -> dict[str, Any]:
+    """A real `rag serve` (query cache off) driven at concurrency 1, 8, 32; then its memory."""
+    from http_load import run_load, start_server
+
+    qs = dev_questions()
+    srv = start_server(SEED_INDEX, CORPUS, OUT / "server.log", {"RAG_QUERY_CACHE_SIZE": "0"})
+    out: dict[str, Any] = {"ready_s": srv.started_s, "duration_s": duration_s, "runs": {}}
+    try:
+        out["rss_ready_mib"] = proc_status(srv.proc.pid)["VmRSS"]
+        warm = run_load(srv.url, qs, 2, 10.0, max_requests=20)
+        out["warmup_errors"] = warm.errors
+        for c in (1, 8, 32):
+            la = loadavg()
+            r = run_load(srv.url, qs, c, duration_s).summary()
+            r["loadavg_before"] = la
+            out["runs"][str(c)] = r
+            log(f"HTTP c={c}: p50 {r['latency']['p50']:.1f} ms, p99 {r['latency']['p99']:.1f} "
+                f"ms, {r['rps']:.1f} req/s, {r['errors']} errors")
+        out["memory"] = proc_status(srv.proc.pid)
+    finally:
+        srv.stop()
+    return out
+
+
+# ---------------------------------------------------------------- 4b. indexing
+
+def indexing() -> dict[str, Any]:
+    """Warm full build (model preloaded), no-op re-index, one-file-changed re-index."""
+    from rag.chunking import embedding_text
+    from rag.config import Settings
+    from rag.embedding import load_embedder
+    from rag.indexing import build_index, local_embed_step
+    from rag.store import index_lock, open_current
+
+    out: dict[str, Any] = {}
+    warm_dir = OUT / "index-warm"
+    shutil.rmtree(warm_dir, ignore_errors=True)
+    sw = Settings(index_dir=warm_dir, corpus_dir=CORPUS)
+    s = time.perf_counter()
+    emb = load_embedder(sw)
+    out["model_load_s"] = time.perf_counter() - s
+    with index_lock(warm_dir):
+        rep = build_index(sw, full=True, embedder=emb)
+    texts_embedded = rep.chunks_embedded + rep.sentences_embedded
+    out["warm_full"] = {"seconds": rep.seconds, "embed_seconds": rep.embed_seconds,
+                        "chunks": rep.chunks_embedded, "sentences": rep.sentences_embedded,
+                        "texts_per_s": texts_embedded / rep.embed_seconds,
+                        "summary": rep.summary()}
+    gen = open_current(warm_dir)
+    texts = [embedding_text(c) for c in gen.chunks(list(range(gen.size)))]
+    gen.close()
+    s = time.perf_counter()
+    local_embed_step(emb, sw.embed_batch_size)(texts)
+    el = time.perf_counter() - s
+    out["chunk_embed"] = {"chunks": len(texts), "seconds": el, "chunks_per_s": len(texts) / el}
+    log(f"indexing: warm full build {rep.seconds:.2f} s, {len(texts) / el:.1f} chunks/s")
+
+    noop = []
+    for _ in range(3):
+        wall, cp = run_cmd([str(VENV_BIN / "rag"), "index", "--corpus", str(CORPUS),
+                            "--index", str(SEED_INDEX)], 600)
+        noop.append(wall)
+    out["noop_cli_s"] = noop
+    out["noop_cli_summary"] = last_line(cp.stdout)
+    with index_lock(SEED_INDEX):
+        rep = build_index(Settings(index_dir=SEED_INDEX, corpus_dir=CORPUS), embedder=emb)
+    out["noop_inprocess_s"] = rep.seconds
+    s = time.perf_counter()
+    run_cmd([str(VENV_BIN / "python"), "-c", "import rag.cli"], 120)
+    out["python_import_cli_s"] = time.perf_counter() - s
+
+    corpus = OUT / "corpus"
+    inc_dir = OUT / "index-inc"
+    shutil.rmtree(corpus, ignore_errors=True)
+    shutil.rmtree(inc_dir, ignore_errors=True)
+    shutil.copytree(CORPUS, corpus)
+    si = Settings(index_dir=inc_dir, corpus_dir=corpus)
+    with index_lock(inc_dir):
+        build_index(si, full=True, embedder=emb)
+    files = sorted((p for p in corpus.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    out["incremental"] = []
+    for target in (files[0], files[-1]):  # the smallest and the largest file
+        with open(target, "a", encoding="utf-8") as f:
+            f.write(APPENDED)
+        with index_lock(inc_dir):
+            rep = build_index(si, embedder=emb)
+        out["incremental"].append({
+            "file": target.name, "file_bytes": target.stat().st_size, "how": "in-process",
+            "seconds": rep.seconds, "embed_seconds": rep.embed_seconds,
+            "chunks_embedded": rep.chunks_embedded, "sentences_embedded": rep.sentences_embedded,
+            "chunks_reused": rep.chunks_reused})
+    target = files[-1]
+    with open(target, "a", encoding="utf-8") as f:
+        f.write(APPENDED.replace("this one file", "this one file, again"))
+    wall, cp = run_cmd([str(VENV_BIN / "rag"), "index", "--corpus", str(corpus),
+                        "--index", str(inc_dir)], 600)
+    out["incremental"].append({"file": target.name, "file_bytes": target.stat().st_size,
+                               "how": "CLI (`rag index`, wall clock)", "seconds": wall,
+                               "summary": last_line(cp.stdout)})
+    return out
+
+
+# ---------------------------------------------------------------- 6. scale
+
+def scale(sizes: list[int], queries: int, real_10k: bool, deadline: float) -> dict[str, Any]:
+    """Build each synthetic size in a child, then load and query it in another child."""
+    out: dict[str, Any] = {}
+    caps = {10_000: 900, 100_000: 900, 1_000_000: 2100}
+    for n in sizes:
+        idx = OUT / f"scale-{n}"
+        shutil.rmtree(idx, ignore_errors=True)
+        row: dict[str, Any] = {"n": n}
+        out[str(n)] = row
+        left = deadline - time.perf_counter()
+        timeout = min(caps.get(n, 1800), left - 180)
+        if timeout < 60:
+            row["error"] = (f"not run: {left:.0f} s left of the {BUDGET_S // 60}-minute budget")
+            log(f"scale {n}: {row['error']}")
+            continue
+        vectors = "real" if (n == 10_000 and real_10k) else "synthetic"
+        log(f"scale {n}: building ({vectors} vectors, timeout {timeout:.0f} s) ...")
+        try:
+            s = time.perf_counter()
+            run_cmd([str(VENV_BIN / "python"), str(ROOT / "bench" / "synth.py"), "build",
+                     "--n", str(n), "--index", str(idx), "--gauss", str(OUT / "gauss.npz"),
+                     "--vectors", vectors, "--json", str(OUT / f"scale-{n}-build.json")],
+                    timeout)
+            row["build_wall_s"] = time.perf_counter() - s
+            row["build"] = json.loads((OUT / f"scale-{n}-build.json").read_text())
+            log(f"scale {n}: built in {row['build']['seconds']['index_build_total']:.1f} s "
+                f"(child wall {row['build_wall_s']:.1f} s); loading and querying ...")
+            s = time.perf_counter()
+            run_cmd([str(VENV_BIN / "python"), str(ROOT / "bench" / "synth.py"), "query",
+                     "--index", str(idx), "--gauss", str(OUT / "gauss.npz"),
+                     "--queries", str(queries), "--json", str(OUT / f"scale-{n}-query.json")],
+                    max(120.0, min(900.0, deadline - time.perf_counter() - 60)))
+            row["query_wall_s"] = time.perf_counter() - s
+            row["query"] = json.loads((OUT / f"scale-{n}-query.json").read_text())
+            q = row["query"]
+            log(f"scale {n}: load {q['load_seconds']:.1f} s, RSS {q['rss_after_load_mib']:.0f} "
+                f"MiB, p50 " + ", ".join(f"{m} {q['ask'][m]['p50']:.1f}" for m in MODES) + " ms")
+        except subprocess.TimeoutExpired as e:
+            row["error"] = f"timed out after {e.timeout:.0f} s (step did not fit the budget)"
+            log(f"scale {n}: {row['error']}")
+        except Exception as e:  # report and go on with the next size
+            row["error"] = f"{type(e).__name__}: {str(e)[-1500:]}"
+            log(f"scale {n}: {row['error']}")
+        finally:
+            if n >= 1_000_000:  # keep the scratch folder small
+                shutil.rmtree(idx, ignore_errors=True)
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+def section(results: dict[str, Any], key: str, fn: Callable[[], dict[str, Any]]) -> None:
+    """Run one part; on failure keep going and record why."""
+    log(f"--- {key} (load average {loadavg()})")
+    s = time.perf_counter()
+    try:
+        results[key] = fn()
+    except Exception as e:
+        results[key] = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()}
+        log(f"{key} FAILED: {e}")
+    results[key]["_seconds"] = time.perf_counter() - s
+    results[key]["_loadavg"] = loadavg()
+
+
+def verdict(ok: bool | None) -> str:
+    """PASS / FAIL / n/a."""
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def get(d: Any, *keys: Any) -> Any:
+    """Nested lookup that yields None on any missing step."""
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def targets(r: dict[str, Any], quick: bool) -> list[tuple[str, str, str, str]]:
+    """(target, measured, verdict, note) rows."""
+    rows: list[tuple[str, str, str, str]] = []
+
+    def add(name: str, value: float | None, ok: Callable[[float], bool], fmt: str,
+            note: str = "") -> None:
+        if value is None:
+            rows.append((name, "not measured", "n/a", note))
+        else:
+            rows.append((name, fmt.format(value), verdict(ok(value)), note))
+
+    add("in-process hybrid p50 <= 8 ms (cache off)", get(r, "inprocess", "latency", "hybrid",
+                                                         "p50"), lambda v: v <= 8, "{:.2f} ms")
+    sp = get(r, "inprocess", "paired", "hybrid")
+    add("in-process hybrid >= 3x faster than reference (median of per-question ratios)",
+        sp["median_speedup"] if sp else None, lambda v: v >= 3, "{:.2f}x",
+        f"ratio of p50s: {sp['p50_speedup']:.2f}x" if sp else "")
+    runs = get(r, "http", "runs") or {}
+    add("HTTP /ask p50 <= 15 ms at c=1", get(runs, "1", "latency", "p50"), lambda v: v <= 15,
+        "{:.2f} ms")
+    add("HTTP >= 100 req/s at c=8", get(runs, "8", "rps"), lambda v: v >= 100, "{:.1f} req/s")
+    add("HTTP p99 <= 150 ms at c=8", get(runs, "8", "latency", "p99"), lambda v: v <= 150,
+        "{:.1f} ms")
+    errs = sum(x["errors"] for x in runs.values()) if runs else None
+    add("HTTP 0 errors (c=1, 8, 32)", errs, lambda v: v == 0, "{:.0f} errors")
+    noop = get(r, "indexing", "noop_cli_s")
+    add("no-op re-index <= 2 s (`rag index`, wall clock, median of 3)",
+        float(np.median(noop)) if noop else None, lambda v: v <= 2, "{:.2f} s",
+        f"in-process {get(r, 'indexing', 'noop_inprocess_s'):.3f} s" if noop else "")
+    big = get(r, "scale", "1000000")
+    note = "not run (--quick)" if quick else (big.get("error", "") if big else "")
+    q = get(big, "query")
+    for m in MODES:
+        add(f"1M chunks: Searcher.ask {m} p50 <= 50 ms", get(q, "ask", m, "p50"),
+            lambda v: v <= 50, "{:.1f} ms", note)
+    add("1M chunks: RSS after load <= 4 GB", get(q, "rss_after_load_mib"),
+        lambda v: v <= 4096, "{:.0f} MiB", note or (
+            f"peak during queries {q['peak_rss_mib']:.0f} MiB" if q else ""))
+    add("1M chunks: load <= 20 s", get(q, "load_seconds"), lambda v: v <= 20, "{:.1f} s", note)
+    add("1M chunks: HNSW recall@10 >= 0.95 (efSearch 128)",
+        get(big, "build", "recall", "recall_at_10"), lambda v: v >= 0.95, "{:.3f}", note)
+    b = get(big, "build", "seconds", "index_build_total")
+    step = (get(big, "build_wall_s") or 0) + (get(big, "query_wall_s") or 0)
+    add("1M chunks: the whole 1M step (build + load + queries) within ~15 min",
+        step if b else None, lambda v: v <= 900, "{:.0f} s",
+        note or (f"rag's index build alone {b:.0f} s" if b else ""))
+    return rows
+
+
+def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
+    """RESULTS.md."""
+    mi = r["machine"]
+    L: list[str] = []
+    L.append("# Benchmark results\n")
+    L.append(f"`.venv/bin/python bench/run.py{' --quick' if quick else ''}` "
+             f"({'quick' if quick else 'full'} run), {mi['date']}; the whole run took "
+             f"**{total_s / 60:.1f} min**. Scratch output: `bench/out/` (git-ignored).\n")
+    L.append("## Machine\n")
+    L.append(md_table(["what", "value"], [
+        ["CPU", mi["cpu"]], ["cores", mi["cores"]], ["RAM", f"{mi['ram_gib']:.1f} GiB"],
+        ["kernel", mi["kernel"]],
+        *[[k, v] for k, v in mi["versions"].items()],
+        ["load average at start (1/5/15 min)", mi["loadavg"]],
+        ["load average at end", r.get("loadavg_end", "")],
+    ]))
+    L.append("\nThe machine is shared: other people's test suites were running during the run, "
+             "so absolute numbers are noisy; load averages are given per section. With 2 "
+             "cores, a load average above 2 means processes queue for CPU.\n")
+    L.append("## Summary: targets vs measured\n")
+    L.append(md_table(["target", "measured", "verdict", "note"], targets(r, quick)))
+    L.append("")
+
+    ip = r.get("inprocess", {})
+    L.append("## 1. In-process query latency (`Searcher.ask`, query cache off)\n")
+    if "error" in ip:
+        L.append(f"FAILED: {ip['error']}\n")
+    else:
+        L.append(f"Seed index: the repo corpus ({ip['chunks']} chunks, {ip['sentences']} sentence "
+                 f"vectors), freshly built into `bench/out/index` with default Settings (ONNX "
+                 f"backend). Questions of `{DEV}` cycled; {ip['warmup']} warm-up rounds, then "
+                 f"{ip['queries']} questions per mode, the modes and the reference interleaved "
+                 f"question by question (rotating which goes first) so all see the same load. "
+                 f"`searcher.cache.size = 0`. Load average {ip['loadavg']}.\n")
+        rows = []
+        for m in MODES:
+            x = ip["latency"][m]
+            pp = ip["parts_p50"][m]
+            rows.append([m, x["p50"], x["p95"], x["p99"], x["mean"], pp["embed"], pp["search"],
+                         pp["highlight"]])
+        for m in MODES:
+            x = ip["cached"][m]
+            rows.append([f"{m}, cached (cache on, repeated questions)", x["p50"], x["p95"],
+                         x["p99"], x["mean"], "", "", ""])
+        L.append(md_table(["mode", "p50 ms", "p95 ms", "p99 ms", "mean ms", "embed p50",
+                           "search p50", "highlight p50"], rows))
+        ov = ip["omp_variant"]
+        L.append(f"\nFAISS OpenMP threads, hybrid, {ov['queries']} questions alternating: "
+                 f"default ({ov['threads_default']} threads) p50 {ov['default']['p50']:.2f} / "
+                 f"p95 {ov['default']['p95']:.2f} ms; `faiss.omp_set_num_threads(1)` p50 "
+                 f"{ov['omp1']['p50']:.2f} / p95 {ov['omp1']['p95']:.2f} ms.\n")
+        L.append("Profile (cProfile, 100 hybrid questions, top 15 by own time; full listing in "
+                 "`bench/out/profile_hybrid.txt`; cProfile adds overhead):\n")
+        L.append(md_table(["function", "calls", "own ms / question", "share"],
+                          [[p["func"], p["calls"], f"{p['tottime_ms_per_q']:.3f}",
+                            f"{p['share'] * 100:.1f}%"] for p in ip["profile_top"]]))
+        L.append("")
+
+        L.append("## 2. Reference pipeline (same run, same questions)\n")
+        L.append("Plain sentence-transformers, default torch backend "
+                 "(`SentenceTransformer(model_folder, device='cpu')`, "
+                 "`encode(q, normalize_embeddings=True)`) + `faiss.IndexFlatIP` over the "
+                 "generation's chunk vectors, top 5. Model load "
+                 f"{ip['reference_model_load_s']:.1f} s.\n")
+        x = ip["latency"]["reference"]
+        rp = ip["reference_parts_p50"]
+        L.append(md_table(["pipeline", "p50 ms", "p95 ms", "p99 ms", "mean ms", "encode p50",
+                           "search p50"],
+                          [["reference (torch + flat IP)", x["p50"], x["p95"], x["p99"],
+                            x["mean"], rp["encode"], rp["search"]]]))
+        L.append("")
+        L.append(md_table(["ours (mode)", "median per-question ours/ref", "ratio of p50s "
+                           "ours/ref", "speed-up (median of ref/ours)", "speed-up (p50s)"],
+                          [[m, ip["paired"][m]["median_ratio_ours_over_ref"],
+                            ip["paired"][m]["p50_ratio_ours_over_ref"],
+                            f"{ip['paired'][m]['median_speedup']:.2f}x",
+                            f"{ip['paired'][m]['p50_speedup']:.2f}x"] for m in MODES]))
+        L.append("\nThe reference does less work: no lexical retrieval, no sentence vectors, no "
+                 "fusion, no passage text or highlight; ours embeds with ONNX Runtime.\n")
+
+    h = r.get("http", {})
+    L.append("## 3. HTTP (`rag serve` subprocess, POST /ask, hybrid)\n")
+    if "error" in h:
+        L.append(f"FAILED: {h['error']}\n")
+    else:
+        L.append(f"`rag serve --host 127.0.0.1 --port <free>` over `bench/out/index`, env "
+                 f"`RAG_QUERY_CACHE_SIZE=0` (no cache hits: the server's own embed time is in "
+                 f"the last column). asyncio + httpx client in the benchmark process (it shares "
+                 f"the 2 cores with the server), {h['duration_s']:.0f} s per concurrency level, "
+                 f"dev questions cycled. Server ready after {h['ready_s']:.1f} s.\n")
+        rows = []
+        for c, x in h["runs"].items():
+            rows.append([c, x["ok"], f"{x['rps']:.1f}", x["latency"]["p50"], x["latency"]["p95"],
+                         x["latency"]["p99"], x["errors"],
+                         json.dumps(x["error_kinds"]) if x["error_kinds"] else "",
+                         x["server"]["p50"], x["server_embed"]["p50"], x["loadavg_before"]])
+        L.append(md_table(["concurrency", "ok", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors",
+                           "error kinds", "server total p50", "server embed p50",
+                           "load avg before"], rows))
+        L.append("")
+
+    ix = r.get("indexing", {})
+    cb = r.get("cold_build", {})
+    L.append("## 4. Indexing (repo corpus)\n")
+    if "error" in cb:
+        L.append(f"Cold build FAILED: {cb['error']}\n")
+    if "error" in ix:
+        L.append(f"FAILED: {ix['error']}\n")
+    if "error" not in cb and "error" not in ix:
+        w = ix["warm_full"]
+        rows = [
+            ["cold full build: `rag index --full` in a new process (model load included)",
+             f"{cb['wall_s']:.2f} s", cb["summary"] + (" (ONNX export already cached)"
+                                                        if cb["onnx_cached"] else
+                                                        " (includes the one-time ONNX export)")],
+            ["full build in-process, model preloaded (`build_index(full=True, embedder=...)`)",
+             f"{w['seconds']:.2f} s", f"embedding {w['embed_seconds']:.2f} s of it; model load "
+             f"alone {ix['model_load_s']:.2f} s"],
+            ["no-op re-index: `rag index` in a new process, wall clock (3 runs)",
+             " / ".join(f"{x:.2f}" for x in ix["noop_cli_s"]) + " s",
+             f"{ix['noop_cli_summary']}; `python -c 'import rag.cli'` alone "
+             f"{ix['python_import_cli_s']:.2f} s"],
+            ["no-op re-index in-process (`build_index`)", f"{ix['noop_inprocess_s']:.3f} s", ""],
+        ]
+        for inc in ix["incremental"]:
+            detail = inc.get("summary") or (
+                f"{inc['chunks_embedded']} chunks + {inc['sentences_embedded']} sentences "
+                f"embedded ({inc['embed_seconds']:.2f} s), {inc['chunks_reused']} chunks reused")
+            rows.append([f"one file changed ({inc['file']}, {fmt_bytes(inc['file_bytes'])}): "
+                         f"{inc['how']}", f"{inc['seconds']:.2f} s", detail])
+        L.append(md_table(["step", "time", "detail"], rows))
+        ce = ix["chunk_embed"]
+        L.append(f"\nEmbedding throughput (ONNX backend, batch 32): **{w['texts_per_s']:.1f} "
+                 f"texts/s** from IndexReport (chunks_embedded + sentences_embedded = "
+                 f"{w['chunks']} + {w['sentences']} texts over embed_seconds "
+                 f"{w['embed_seconds']:.2f} s; sentences are short, so this mixes sizes); "
+                 f"chunks alone (embedding_text of each chunk, timed directly): "
+                 f"**{ce['chunks_per_s']:.1f} chunks/s** ({ce['chunks']} chunks in "
+                 f"{ce['seconds']:.2f} s). Seed index on disk: {fmt_bytes(cb['disk_bytes'])}.\n")
+
+    L.append("## 5. Memory\n")
+    mem = get(h, "memory")
+    if mem:
+        L.append(f"`rag serve` with the seed index, after the HTTP runs: peak RSS (VmHWM) "
+                 f"**{mem['VmHWM']:.0f} MiB**, current RSS {mem['VmRSS']:.0f} MiB "
+                 f"(RSS when ready, before any question: {h['rss_ready_mib']:.0f} MiB).\n")
+    else:
+        L.append("not measured (the HTTP section failed)\n")
+
+    sc = r.get("scale", {})
+    L.append("## 6. Scale (synthetic corpora)\n")
+    gi = r.get("gauss", {})
+    L.append("Text: random sentences of the repo corpus's words drawn by their frequency "
+             "(40-120 words a chunk, ~12-word sentences, 100 chunks a file); note the corpus "
+             f"has only a few thousand distinct words, so posting lists are long. Vectors: "
+             f"**synthetic unit vectors**, drawn from a Gaussian fitted to the seed index's "
+             f"{gi.get('rows', '?')} real MiniLM chunk + sentence vectors (effective dimension "
+             f"{gi.get('effective_dim', float('nan')):.0f}), normalised, unless the row says "
+             "\"real\" (the bundled model's embeddings of the synthetic text). Query vectors "
+             "in `Searcher.ask` come from a tiny bench embedder drawing from the same Gaussian "
+             "(no model time: add the embed time of section 1). `Settings(sentence_vectors="
+             "False)` (sentence vectors would multiply memory), `approximate_threshold="
+             "200_000` (flat at or below, HNSW M=32 efConstruction=80 efSearch=128 above). "
+             "Each generation is written with rag's own writers (`write_chunks_db`, "
+             "`DenseIndex.build/save`, `LexicalIndex.build/save`, `seal_manifest`, `publish`) "
+             "in one child process and loaded by the real loader (`Searcher.generation` -> "
+             "`open_current`, which sha256-checks every file) in a second child process, so "
+             "memory is that size's alone.\n")
+    rows = []
+    qrows = []
+    for n, x in sc.items():
+        if not isinstance(x, dict) or n.startswith("_"):
+            continue
+        if "build" not in x:
+            rows.append([f"{int(n):,}", x.get("error", "not run"), "", "", "", "", "", "", ""])
+            continue
+        b, q = x["build"], x.get("query")
+        t = b["seconds"]
+        rec = b.get("recall")
+        built = [f"{int(n):,}", f"{b['dense_kind']} / {b['vectors']}",
+                 f"{t['index_build_total']:.1f} s (dense {t['dense_build']:.1f}, lexical "
+                 f"{t['lexical_build']:.1f}, sqlite {t['chunks_db']:.1f}, sha256 "
+                 f"{t['seal_manifest']:.1f}, fsync {t['publish_fsync']:.1f})",
+                 fmt_bytes(b["disk_bytes"])]
+        if q is None:
+            rows.append([*built, x.get("error", "not run"), "", "", f"{b['peak_rss_mib']:.0f} MiB",
+                         f"{rec['recall_at_10']:.3f}" if rec else "n/a (flat = exact)"])
+            continue
+        rss = q["rss_after_load_mib"]
+        rows.append([*built, f"{q['load_seconds']:.2f} s (sha256 check "
+                     f"{q['validate_seconds_warm']:.2f})",
+                     f"{rss:.0f} MiB (+{rss - q['rss_before_load_mib']:.0f})",
+                     f"{q['peak_rss_mib']:.0f} MiB", f"{b['peak_rss_mib']:.0f} MiB",
+                     f"{rec['recall_at_10']:.3f}" if rec else "n/a (flat = exact)"])
+        a = q["ask"]
+        qrows.append([f"{int(n):,}", *[f"{a[m]['p50']:.1f} / {a[m]['p95']:.1f}" for m in MODES],
+                      f"{q['raw']['dense_index']['p50']:.2f} / {q['raw']['dense_index']['p95']:.2f}",
+                      f"{q['raw']['lexical_index']['p50']:.2f} / "
+                      f"{q['raw']['lexical_index']['p95']:.2f}",
+                      " / ".join(f"{q['ask_parts_p50']['hybrid'][k]:.1f}"
+                                 for k in ("embed", "search", "highlight"))])
+    L.append(md_table(["chunks", "dense index / vectors", "index build", "on disk", "load",
+                       "RSS after load (+ over libs)", "peak RSS (queries)", "build peak RSS",
+                       "HNSW recall@10"], rows))
+    L.append("")
+    L.append(md_table(["chunks", "hybrid p50/p95 ms", "dense p50/p95 ms", "lexical p50/p95 ms",
+                       "DenseIndex.search(50) p50/p95", "LexicalIndex.search(50) p50/p95",
+                       "hybrid embed/search/highlight p50"], qrows))
+    for n, x in sc.items():
+        rec = get(x, "build", "recall")
+        if rec:
+            L.append(f"\nHNSW at {int(n):,}: recall@10 vs exact search over {rec['queries']} "
+                     "queries by efSearch: " + ", ".join(
+                         f"{ef}: {v['recall_at_10']:.3f} (p50 {v['p50_ms']:.2f} ms)"
+                         for ef, v in rec["by_ef"].items()) + ".")
+        if get(x, "build", "embed_chunks_per_s"):
+            L.append(f"\nAt {int(n):,} the vectors are real embeddings: "
+                     f"{x['build']['embed_chunks_per_s']:.1f} chunks/s, "
+                     f"{x['build']['seconds']['vectors']:.0f} s.")
+    L.append(f"\nQueries per mode: {r.get('scale_queries')} (dev questions cycled, 20 warm-up), "
+             "modes interleaved. `Searcher.ask` runs both retrievers in every mode (the mode "
+             "only picks the fusion), so dense and lexical cost about what hybrid costs.\n")
+    L.append("## Section times\n")
+    L.append(md_table(["section", "seconds", "load average after"],
+                      [[k, f"{v.get('_seconds', 0):.0f}", v.get("_loadavg", "")]
+                       for k, v in r.items() if isinstance(v, dict) and "_seconds" in v]))
+    errs = [(k, v["trace"]) for k, v in r.items() if isinstance(v, dict) and "trace" in v]
+    for k, tr in errs:
+        L.append(f"\n### {k} failed\n\n```\n{tr[-3000:]}\n```")
+    return "\n".join(L) + "\n"
+
+
+def main() -> int:
+    """Run every section, write RESULTS.md, print it."""
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true",
+                   help="shorter runs; scale 10k and 100k only (no 1M)")
+    args = p.parse_args()
+    quick = args.quick
+    OUT.mkdir(parents=True, exist_ok=True)
+    deadline = T0 + BUDGET_S
+    r: dict[str, Any] = {"machine": machine_info()}
+    log(f"machine: {r['machine']['cpu']}, {r['machine']['cores']} cores, load average "
+        f"{r['machine']['loadavg']}")
+    n_q = 100 if quick else 300
+    section(r, "cold_build", cold_build)
+    if "error" in r["cold_build"]:
+        log("no seed index: stopping")
+    else:
+        section(r, "gauss", save_gauss)
+        section(r, "inprocess", lambda: inprocess(n_q, 20))
+        section(r, "http", lambda: http(5.0 if quick else 15.0))
+        section(r, "indexing", indexing)
+        chunks_per_s = get(r, "indexing", "chunk_embed", "chunks_per_s") or 0
+        real_10k = (not quick) and chunks_per_s > 0 and 10_000 / chunks_per_s < 600
+        r["scale_queries"] = 100 if quick else 200
+        sizes = [10_000, 100_000] + ([] if quick else [1_000_000])
+        section(r, "scale", lambda: scale(sizes, r["scale_queries"], real_10k, deadline))
+    r["loadavg_end"] = loadavg()
+    total = time.perf_counter() - T0
+    (OUT / "results.json").write_text(json.dumps(r, indent=1, default=str))
+    text = report(r, quick, total)
+    RESULTS.write_text(text)
+    print("\n" + text)
+    log(f"wrote {RESULTS.relative_to(ROOT)} ({total / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
