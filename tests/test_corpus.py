@@ -206,8 +206,12 @@ def test_parse_metadata(text: str, expected: tuple[str | None, str | None]) -> N
 
 def test_parse_metadata_caps_a_long_first_line() -> None:
     title, date = parse_metadata("w" * 500 + "\nbody", "x.txt")
-    assert title == "w" * 200
+    assert title == "w" * 120
     assert date is None
+    words = " ".join(["word"] * 60)  # a first paragraph, not a title: cut at a word
+    title, _ = parse_metadata(words + "\nbody", "x.txt")
+    assert title is not None and len(title) <= 120 and words.startswith(title)
+    assert title.endswith("word")
 
 
 def test_real_corpus_file_gets_its_date() -> None:
