@@ -14,7 +14,9 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -180,6 +182,54 @@ class FakeEmbedder:
                 d = int(hashlib.md5(w.encode()).hexdigest()[:8], 16) % self.dim
                 out[i, d] += 1.0
         return normalize(out)
+
+
+class MicroBatcher:
+    """Coalesces concurrent single-text encodes into one batch call.
+
+    Whoever finds the model idle encodes everything queued so far; the others wait for
+    their result. One question alone pays no added latency; eight at once share one
+    forward pass instead of queueing for eight."""
+
+    def __init__(self, embed: Callable[[Sequence[str]], np.ndarray], max_batch: int = 32
+                 ) -> None:
+        self._embed = embed
+        self._max_batch = max_batch
+        self._pending: list[tuple[str, Future[np.ndarray]]] = []
+        self._pending_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+
+    def __call__(self, text: str) -> np.ndarray:
+        """The unit vector of one text."""
+        fut: Future[np.ndarray] = Future()
+        with self._pending_lock:
+            self._pending.append((text, fut))
+        while True:
+            if self._run_lock.acquire(blocking=False):
+                try:
+                    self._drain()
+                finally:
+                    self._run_lock.release()
+            try:
+                return fut.result(timeout=0.002)
+            except FutureTimeout:
+                continue
+
+    def _drain(self) -> None:
+        while True:
+            with self._pending_lock:
+                batch = self._pending[: self._max_batch]
+                self._pending = self._pending[self._max_batch:]
+            if not batch:
+                return
+            try:
+                vectors = self._embed([t for t, _ in batch])
+            except BaseException as e:  # every waiter gets the error, not a hang
+                for _, f in batch:
+                    f.set_exception(e)
+                continue
+            for (_, f), v in zip(batch, vectors):
+                f.set_result(v)
 
 
 def load_embedder(settings: Settings) -> Embedder:

@@ -18,7 +18,7 @@ from importlib import resources
 import numpy as np
 
 from .config import Settings
-from .embedding import Embedder, load_embedder
+from .embedding import Embedder, MicroBatcher, load_embedder
 from .errors import ConfigError, IndexMismatchError
 from .fusion import rrf, score_fusion
 from .highlight import best_span, lexical_scores, sentence_spans
@@ -192,6 +192,7 @@ class Searcher:
         self.cache = QueryCache(settings.query_cache_size)
         self._gen: Generation | None = None
         self._reload_lock = threading.Lock()
+        self._batcher: MicroBatcher | None = None
 
     # -- model and generation ------------------------------------------------
 
@@ -203,6 +204,15 @@ class Searcher:
                 if self._embedder is None:
                     self._embedder = load_embedder(self.settings)
         return self._embedder
+
+    @property
+    def _encode_one(self) -> MicroBatcher:
+        if self._batcher is None:
+            with self._embedder_lock:
+                if self._batcher is None:
+                    e = self.embedder
+                    self._batcher = MicroBatcher(e.embed)
+        return self._batcher
 
     def _check(self, gen: Generation) -> Generation:
         m = gen.manifest["model"]
@@ -248,7 +258,7 @@ class Searcher:
         """The question's unit vector, through the LRU cache."""
         v = self.cache.get(question)
         if v is None:
-            v = self.embedder.embed([question])[0]
+            v = self._encode_one(question)
             self.cache.put(question, v)
         return v
 

@@ -1,0 +1,62 @@
+"""Embedders: the fake's determinism, the micro-batcher, the real model's settings."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from rag.embedding import FakeEmbedder, MicroBatcher, model_fingerprint, resolve_model
+from rag.errors import ConfigError
+
+
+def test_fake_embedder_is_deterministic_and_unit_length() -> None:
+    e = FakeEmbedder()
+    a, b = e.embed(["alpha beta", "alpha beta"]), FakeEmbedder().embed(["alpha beta"])
+    assert np.array_equal(a[0], b[0])
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0)
+
+
+def test_micro_batcher_returns_each_callers_vector_and_batches() -> None:
+    fake = FakeEmbedder()
+    sizes: list[int] = []
+    gate = threading.Event()
+
+    def slow(texts: Sequence[str]) -> np.ndarray:
+        sizes.append(len(texts))
+        gate.wait(0.05)  # hold the model so that callers pile up
+        return fake.embed(texts)
+
+    batcher = MicroBatcher(slow)
+    texts = [f"question number {i} about topic {i % 7}" for i in range(64)]
+    with ThreadPoolExecutor(16) as ex:
+        got = list(ex.map(batcher, texts))
+    for t, v in zip(texts, got):
+        assert np.array_equal(v, fake.embed([t])[0])
+    assert sum(sizes) == len(texts)
+    assert max(sizes) > 1  # concurrent callers shared a forward pass
+
+
+def test_micro_batcher_hands_errors_to_every_waiter() -> None:
+    def boom(texts: Sequence[str]) -> np.ndarray:
+        raise RuntimeError("model exploded")
+
+    batcher = MicroBatcher(boom)
+    with ThreadPoolExecutor(4) as ex:
+        futures = [ex.submit(batcher, f"q{i}") for i in range(8)]
+        for f in futures:
+            with pytest.raises(RuntimeError, match="model exploded"):
+                f.result(timeout=10)
+
+
+def test_model_setting_resolution(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = resolve_model("bundled:all-MiniLM-L6-v2")
+    assert path.endswith("model")
+    assert len(model_fingerprint(path)) == 64
+    assert resolve_model(str(tmp_path)) == str(tmp_path)
+    with pytest.raises(ConfigError, match="has no weights"):
+        model_fingerprint(str(tmp_path))
+    assert model_fingerprint("some/hub-name") != model_fingerprint("other/hub-name")
