@@ -277,8 +277,13 @@ def _offline_docs(app: FastAPI) -> None:
                                    swagger_favicon_url="/docs-static/favicon-32x32.png")
 
 
-def _json_error(status: int, error: str, detail: Any = None) -> JSONResponse:
-    error = _ABS_DIRS.sub("", error)  # never show the server's folders
+def _json_error(status: int, error: str, detail: Any = None,
+                hide: tuple[Path, ...] = ()) -> JSONResponse:
+    for p in hide:  # never show the server's folders: the configured ones by name...
+        for form in {str(p.resolve()), str(p)}:
+            if form not in (".", ""):
+                error = error.replace(form, p.resolve().name)
+    error = _ABS_DIRS.sub("", error)  # ...and any other absolute path
     return JSONResponse(ErrorOut(error=error, detail=detail).model_dump(), status_code=status)
 
 
@@ -359,7 +364,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
         status = {IndexMissingError: 503, IndexCorruptError: 503, IndexMismatchError: 503,
                   OverloadedError: 429, DocumentNotFoundError: 404, ConfigError: 422}
         code = next((s for t, s in status.items() if isinstance(exc, t)), 500)
-        return _json_error(code, str(exc))
+        return _json_error(code, str(exc), hide=(settings.index_dir, settings.corpus_dir))
 
     @app.exception_handler(Exception)
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:

@@ -164,7 +164,7 @@ class FakeEmbedder:
     """Deterministic bag-of-words hashing embedder for fast unit tests (no model)."""
 
     name = "fake"
-    fingerprint = "fake-v1"
+    fingerprint = "fake-v2"
     max_tokens = 256
 
     def __init__(self, dim: int = 64) -> None:
@@ -178,7 +178,7 @@ class FakeEmbedder:
         """Each word hashed to a dimension; vectors normalised."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, t in enumerate(texts):
-            for w in re.findall(r"\w+", t.lower()):
+            for w in re.findall(r"\w+|[^\w\s]", t.lower()):
                 d = int(hashlib.md5(w.encode()).hexdigest()[:8], 16) % self.dim
                 out[i, d] += 1.0
         return normalize(out)
