@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +33,11 @@ from .indexing import EmbedStep
 log = logging.getLogger(__name__)
 
 RAY_EXTRA = "the Ray engine needs the extra: pip install '.[ray]'"
-# An actor that dies (process killed, node lost) is restarted and its batches retried
-# this many times before the run fails.
-RETRIES = 2
+# An actor that dies (process killed, node lost) is restarted at most this many times;
+# its batches are retried for as long as it can come back (-1), because a batch sent while
+# the actor restarts fails at once and would use up a small retry budget in a second.
+MAX_RESTARTS = 2
+MAX_TASK_RETRIES = -1
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class ModelSpec:
 
     model: str
     backend: str
-    onnx_cache_dir: Path
+    onnx_cache_dir: Path | None  # None: the node's default
     batch_size: int
     fingerprint: str  # the driver's: every actor must load the very same weights
     dim: int
@@ -56,9 +60,9 @@ class _EmbedActor:
 
         from .embedding import load_embedder
 
-        settings = Settings(model=spec.model, backend=spec.backend,  # type: ignore[arg-type]
-                            onnx_cache_dir=spec.onnx_cache_dir,
-                            embed_batch_size=spec.batch_size)
+        given = {"model": spec.model, "backend": spec.backend,
+                 "embed_batch_size": spec.batch_size, "onnx_cache_dir": spec.onnx_cache_dir}
+        settings = Settings.model_validate({k: v for k, v in given.items() if v is not None})
         self.embedder = load_embedder(settings)
         self.node = ray.get_runtime_context().get_node_id()
         if (self.embedder.fingerprint, self.embedder.dim) != (spec.fingerprint, spec.dim):
@@ -79,7 +83,7 @@ class _EmbedActor:
 def _import_ray() -> Any:
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError as e:
         raise ConfigError(RAY_EXTRA) from e
     return ray
@@ -90,6 +94,8 @@ def _connect(ray: Any, address: str | None) -> tuple[str, bool]:
     if ray.is_initialized():  # the caller already holds a connection: use it as it is
         return ray.get_runtime_context().gcs_address, False
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        _check_reachable(address)
     try:
         if address:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
@@ -101,6 +107,31 @@ def _connect(ray: Any, address: str | None) -> tuple[str, bool]:
         raise ConfigError(f"cannot connect to {where} ({one_line(e)}); check --ray-address "
                           "or RAY_ADDRESS, or leave both unset to start a local Ray") from e
     return (address or "local"), True
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds on an address nothing listens on (ray.init would retry for minutes)."""
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        raise ConfigError(f"no Ray cluster answers at {address!r} ({e.strerror or e}); start "
+                          "one with `ray start --head`, or fix --ray-address / RAY_ADDRESS"
+                          ) from e
+
+
+def _check_resources(ray: Any, label: str, gpus_per_actor: float) -> None:
+    """Refuse what no node can host: Ray would wait for it forever, not fail."""
+    have = ray.cluster_resources()
+    if have.get("CPU", 0) < 1:
+        raise ConfigError(f"the Ray cluster at {label} has no CPU for an embedding actor")
+    if gpus_per_actor > have.get("GPU", 0):
+        raise ConfigError(
+            f"--gpus-per-actor={gpus_per_actor} but the Ray cluster at {label} has "
+            f"{have.get('GPU', 0):g} GPUs; use --gpus-per-actor 0 or add GPU nodes")
 
 
 def one_line(e: BaseException) -> str:
@@ -118,26 +149,29 @@ def embed_on_ray(texts: Sequence[str], spec: ModelSpec, actors: int, batch_size:
     Needs a Ray connection; every failure of the cluster propagates to the caller."""
     import ray.data
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = sys.stderr.isatty()
-    ds = ray.data.from_items([{"i": i, "text": t} for i, t in enumerate(texts)],
-                             override_num_blocks=max(1, min(math.ceil(len(texts) / batch_size),
-                                                            1000)))
-    remote_args: dict[str, Any] = {"max_restarts": RETRIES, "max_task_retries": RETRIES,
-                                   # one actor per node before two on one
-                                   "scheduling_strategy": "SPREAD"}
-    ds = ds.map_batches(_EmbedActor, fn_constructor_args=(spec,), batch_size=batch_size,
-                        batch_format="numpy",
-                        compute=ray.data.ActorPoolStrategy(size=actors),
-                        num_cpus=1, num_gpus=gpus_per_actor or None, **remote_args)
     vectors = np.zeros((len(texts), spec.dim), np.float32)
     seen = np.zeros(len(texts), bool)
     nodes: set[str] = set()
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        idx = batch["i"].astype(np.int64)
-        vectors[idx] = batch["vector"]
-        seen[idx] = True
-        nodes.update(str(n) for n in np.unique(batch["node"]))
+    with warnings.catch_warnings():
+        # Ray Data warns about its own deprecated settings, and about max_restarts /
+        # max_task_retries, which have no named parameter yet (only **ray_remote_args).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ray.data.DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
+        blocks = max(1, min(math.ceil(len(texts) / batch_size), 1000))
+        ds = ray.data.from_items([{"i": i, "text": t} for i, t in enumerate(texts)],
+                                 override_num_blocks=blocks)
+        ds = ds.map_batches(_EmbedActor, fn_constructor_args=(spec,), batch_size=batch_size,
+                            batch_format="numpy",
+                            compute=ray.data.ActorPoolStrategy(size=actors),
+                            num_cpus=1, num_gpus=gpus_per_actor or None,
+                            max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES,
+                            scheduling_strategy="SPREAD")  # one actor per node first
+        # batches come back in any order: place each row by its index
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            idx = batch["i"].astype(np.int64)
+            vectors[idx] = batch["vector"]
+            seen[idx] = True
+            nodes.update(str(n) for n in np.unique(batch["node"]))
     if not seen.all():
         missing = int((~seen).sum())
         raise RuntimeError(f"{missing} of {len(texts)} texts came back without a vector")
@@ -157,8 +191,11 @@ def ray_embed_step(settings: Settings, address: str | None = None, actors: int =
         raise ConfigError(f"--gpus-per-actor={gpus_per_actor} must be 0 or more")
 
     def make_step(embedder: Embedder) -> EmbedStep:
-        spec = ModelSpec(settings.model, settings.backend, settings.onnx_cache_dir,
-                         settings.embed_batch_size, embedder.fingerprint, embedder.dim)
+        # the ONNX cache default is under each node's own home, not the driver's
+        cache = (settings.onnx_cache_dir if "onnx_cache_dir" in settings.model_fields_set
+                 else None)
+        spec = ModelSpec(settings.model, settings.backend, cache, settings.embed_batch_size,
+                         embedder.fingerprint, embedder.dim)
 
         def step(texts: Sequence[str]) -> tuple[np.ndarray, dict[str, Any]]:
             engine: dict[str, Any] = {"name": "ray", "actors": actors,
@@ -170,13 +207,14 @@ def ray_embed_step(settings: Settings, address: str | None = None, actors: int =
             ray = _import_ray()
             label, started = _connect(ray, address)
             try:
-                vectors, nodes = embed_on_ray(texts, spec, actors, batch_size, gpus_per_actor)
-            except RagError:
-                raise
-            except Exception as e:  # actor died beyond retries, node lost, model failed
-                log.debug("ray embedding failed", exc_info=True)
-                raise RagError(f"ray embedding failed: {one_line(e)}; nothing was published"
-                               ) from e
+                _check_resources(ray, label, gpus_per_actor)
+                try:
+                    vectors, nodes = embed_on_ray(texts, spec, actors, batch_size,
+                                                  gpus_per_actor)
+                except Exception as e:  # actor died beyond retries, node lost, model failed
+                    log.debug("ray embedding failed", exc_info=True)
+                    raise RagError(f"ray embedding failed: {one_line(e)}; nothing was "
+                                   "published") from e
             finally:
                 if started:
                     ray.shutdown()
