@@ -28,6 +28,7 @@ from .types import Answer
 log = logging.getLogger(__name__)
 
 MAX_QUESTION = 2000
+NO_NUL = r"^[^\x00]*$"
 EXAMPLE_Q = "What share of the world's population lives in SCO countries?"
 
 
@@ -42,25 +43,18 @@ class AskRequest(BaseModel):
                      "Canal Economic Zone?", "top_k": 3,
          "mode": "dense", "files": ["sco-*"]}]})
 
-    question: str = Field(min_length=1, max_length=MAX_QUESTION,
-                          description="The question, 1..2000 characters after stripping.")
+    question: str = Field(min_length=1, max_length=MAX_QUESTION, pattern=NO_NUL,
+                          description="The question, 1..2000 characters after stripping "
+                                      "(no NUL characters).")
     top_k: int = Field(5, ge=1, le=50, description="How many passages, 1..50.")
     mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
-    files: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+    files: list[Annotated[str, Field(min_length=1, max_length=256, pattern=NO_NUL)]] | None = Field(
         None, max_length=32, description="Glob filters on the cited file path, e.g. ['sco-*'].")
 
     @field_validator("question", mode="before")
     @classmethod
     def _strip(cls, v: Any) -> Any:
         return v.strip() if isinstance(v, str) else v
-
-    @field_validator("question", "files")
-    @classmethod
-    def _no_nul(cls, v: Any) -> Any:
-        items = v if isinstance(v, list) else [v]
-        if any(isinstance(x, str) and "\x00" in x for x in items):
-            raise ValueError("must not contain NUL characters")
-        return v
 
 
 class SpanOut(BaseModel):
@@ -357,7 +351,9 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _json_error(exc.status_code, str(exc.detail))
+        resp = _json_error(exc.status_code, str(exc.detail))
+        resp.headers.update(exc.headers or {})  # e.g. Allow on 405 (RFC 9110)
+        return resp
 
     @app.exception_handler(RagError)
     async def on_rag(request: Request, exc: RagError) -> JSONResponse:
@@ -409,7 +405,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
         a = start or 0
         b = len(text) if end is None else end
         if not a <= b <= len(text):
-            raise ConfigError(f"span start={a} end={b} is outside the document (0..{len(text)}); "
+            raise DocumentNotFoundError(f"span start={a} end={b} is outside the document (0..{len(text)}); "
                               "ask for 0 <= start <= end <= length")
         ls, le = LineIndex(text).lines(a, b)
         out.span = SpanOut(start=a, end=b, line_start=ls, line_end=le, text=text[a:b])

@@ -417,13 +417,24 @@ def test_document_whole_text_and_context(client: TestClient, real_state: State) 
 
 
 @pytest.mark.parametrize("params", [
-    {"start": 10, "end": 5}, {"start": 0, "end": 10**6}, {"start": 10**6},
     {"start": -1, "end": 5}, {"end": -3}, {"start": "x"}, {"context": 10_001},
     {"context": -1},
 ])
-def test_document_span_out_of_range_is_422(client: TestClient, params: dict[str, Any]) -> None:
+def test_document_span_invalid_parameters_are_422(client: TestClient,
+                                                  params: dict[str, Any]) -> None:
     r = client.get("/documents/sco-ai-cooperation-2025-09-01.txt", params=params)
     assert_error(r, 422)
+
+
+@pytest.mark.parametrize("params", [
+    {"start": 10, "end": 5}, {"start": 0, "end": 10**6}, {"start": 10**6},
+])
+def test_document_span_outside_the_text_is_404(client: TestClient,
+                                               params: dict[str, Any]) -> None:
+    """Well-formed, but no such span in this document (schema-valid, so not a 422)."""
+    r = client.get("/documents/sco-ai-cooperation-2025-09-01.txt", params=params)
+    assert_error(r, 404)
+    assert "outside the document" in r.json()["error"]
 
 
 def test_document_changed_on_disk_is_stale(fake_app: tuple[TestClient, Settings]) -> None:
@@ -440,7 +451,7 @@ def test_document_changed_on_disk_is_stale(fake_app: tuple[TestClient, Settings]
     assert after["indexed_sha256"] == before["indexed_sha256"]
     assert after["span"]["text"] == new_text[0:40] and after["length"] == len(new_text)
     r = c.get(f"/documents/{name}", params={"start": 0, "end": len(new_text) + 1})
-    assert_error(r, 422)
+    assert_error(r, 404)
 
 
 # ---------------------------------------------------------------- path traversal
