@@ -193,6 +193,10 @@ class Searcher:
         self._gen: Generation | None = None
         self._reload_lock = threading.Lock()
         self._batcher: MicroBatcher | None = None
+        if settings.faiss_query_threads:
+            import faiss
+
+            faiss.omp_set_num_threads(settings.faiss_query_threads)
 
     # -- model and generation ------------------------------------------------
 
