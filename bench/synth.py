@@ -134,7 +134,7 @@ def synthetic_texts(n: int, corpus_dir: Path, rng: np.random.Generator,
 # ---------------------------------------------------------------- build
 
 def build(n: int, index_dir: Path, gauss: Path, corpus_dir: Path, vectors_kind: str,
-          threshold: int, recall_queries: int, seed: int = 0) -> dict[str, Any]:
+          threshold: int | None, recall_queries: int, seed: int = 0) -> dict[str, Any]:
     """Write one generation of n synthetic chunks with rag's own writers; time each step."""
     from rag.config import Settings
     from rag.dense import DenseIndex
@@ -144,10 +144,13 @@ def build(n: int, index_dir: Path, gauss: Path, corpus_dir: Path, vectors_kind: 
 
     rng = np.random.default_rng(seed)
     mu, lower = load_gauss(gauss)
+    over = {} if threshold is None else {"approximate_threshold": threshold}
     settings = Settings(index_dir=index_dir, corpus_dir=corpus_dir, sentence_vectors=False,
-                        approximate_threshold=threshold)
+                        **over)  # otherwise rag's defaults
     t: dict[str, float] = {}
-    res: dict[str, Any] = {"n": n, "vectors": vectors_kind, "threshold": threshold}
+    res: dict[str, Any] = {"n": n, "vectors": vectors_kind,
+                           "threshold": settings.approximate_threshold,
+                           "ef_search": settings.hnsw_ef_search}
 
     s = time.perf_counter()
     texts = synthetic_texts(n, corpus_dir, rng)
@@ -249,7 +252,7 @@ def hnsw_recall(dense: Any, vectors: np.ndarray, queries: np.ndarray, default_ef
     out: dict[str, Any] = {"queries": len(queries), "exact_seconds": time.perf_counter() - s,
                            "by_ef": {}}
     index = dense._index  # the raw FAISS index, to vary efSearch (bench only)
-    for ef in sorted({64, default_ef, 256}):
+    for ef in sorted({64, 128, 256, 512, default_ef}):
         index.hnsw.efSearch = ef
         lat, rec = [], []
         for i, q in enumerate(queries):
@@ -287,7 +290,8 @@ def query(index_dir: Path, gauss: Path, corpus_dir: Path, n: int, warmup: int
                         query_cache_size=0)
     searcher = Searcher(settings, embedder=SynthEmbedder(mu, lower))
     base = proc_status()["VmRSS"]
-    res: dict[str, Any] = {"rss_before_load_mib": base}
+    res: dict[str, Any] = {"rss_before_load_mib": base, "ef_search": settings.hnsw_ef_search,
+                           "threshold": settings.approximate_threshold}
 
     s = time.perf_counter()
     gen = searcher.generation  # open_current: validate every file's sha256, then load
@@ -307,7 +311,9 @@ def query(index_dir: Path, gauss: Path, corpus_dir: Path, n: int, warmup: int
     lat: dict[str, list[float]] = {m: [] for m in modes}
     parts: dict[str, dict[str, list[float]]] = {m: {"embed": [], "search": [], "highlight": []}
                                                  for m in modes}
-    raw: dict[str, list[float]] = {"dense_index": [], "lexical_index": []}
+    raw: dict[str, list[float]] = {"dense_index": [], "dense_index_omp1": [],
+                                   "lexical_index": []}
+    threads = faiss.omp_get_max_threads()
     for i in range(n):
         q = qs[i % len(qs)]
         for m in modes[i % 3:] + modes[:i % 3]:  # rotate the order
@@ -320,6 +326,11 @@ def query(index_dir: Path, gauss: Path, corpus_dir: Path, n: int, warmup: int
         s = time.perf_counter()
         gen.dense.search(qv, settings.candidates)
         raw["dense_index"].append((time.perf_counter() - s) * 1000)
+        faiss.omp_set_num_threads(1)  # what one OpenMP thread would do (bench only)
+        s = time.perf_counter()
+        gen.dense.search(qv, settings.candidates)
+        raw["dense_index_omp1"].append((time.perf_counter() - s) * 1000)
+        faiss.omp_set_num_threads(threads)
         s = time.perf_counter()
         gen.lexical.search(q, settings.candidates)
         raw["lexical_index"].append((time.perf_counter() - s) * 1000)
@@ -341,7 +352,8 @@ def main() -> int:
     p.add_argument("--gauss", type=Path, required=True)
     p.add_argument("--corpus", type=Path, default=ROOT / "corpus")
     p.add_argument("--vectors", choices=["synthetic", "real"], default="synthetic")
-    p.add_argument("--threshold", type=int, default=200_000)
+    p.add_argument("--threshold", type=int, default=None,
+                   help="approximate_threshold (default: rag's Settings default)")
     p.add_argument("--recall-queries", type=int, default=200)
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)

@@ -59,7 +59,9 @@ class QueryCache:
         self._lock = threading.Lock()
 
     def get(self, key: str) -> np.ndarray | None:
-        """The cached vector, or None."""
+        """The cached vector, or None (always None while the cache is off)."""
+        if self.size <= 0:
+            return None
         with self._lock:
             v = self._d.get(key)
             if v is not None:

@@ -60,3 +60,14 @@ def test_model_setting_resolution(tmp_path) -> None:  # type: ignore[no-untyped-
     with pytest.raises(ConfigError, match="has no weights"):
         model_fingerprint(str(tmp_path))
     assert model_fingerprint("some/hub-name") != model_fingerprint("other/hub-name")
+
+
+def test_query_cache_is_bounded_and_can_be_switched_off() -> None:
+    from rag.search import QueryCache
+
+    c = QueryCache(2)
+    for k in "abc":
+        c.put(k, np.full(2, ord(k), dtype=np.float32))
+    assert c.get("a") is None and c.get("c") is not None  # oldest evicted
+    c.size = 0  # as `rag eval` does after its warm-up: timed questions are real searches
+    assert c.get("c") is None
