@@ -82,6 +82,19 @@ def wait_ready(server: Server, timeout_s: float) -> Any:
                        f"{server.log_tail()}")
 
 
+def wait_alive(server: Server, timeout_s: float) -> None:
+    """Poll /healthz until it answers 200."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"rag serve exited early:\n{server.log_tail()}")
+        with contextlib.suppress(OSError, ValueError):
+            if get_json(f"{server.url}/healthz", timeout_s=2.0)[0] == 200:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"rag serve not alive after {timeout_s} s:\n{server.log_tail()}")
+
+
 def stop(server: Server, grace_s: float = 10.0) -> None:
     """SIGTERM the process (and its group), then SIGKILL if it does not exit in time."""
     proc = server.proc
@@ -100,11 +113,13 @@ def stop(server: Server, grace_s: float = 10.0) -> None:
 @contextlib.contextmanager
 def running_server(corpus: Path, index: Path, log: Path, model: str | None = None,
                    ready_timeout_s: float = 60.0, env: dict[str, str] | None = None,
-                   attempts: int = 3) -> Iterator[Server]:
+                   attempts: int = 3, args: tuple[str, ...] = (), ready: bool = True
+                   ) -> Iterator[Server]:
     """`rag serve` on a free 127.0.0.1 port, ready (200 on /readyz) when yielded; always stopped.
 
-    The port is picked just before start; if another process takes it in between, the start
-    is retried on a new port (at most `attempts` times)."""
+    `args` are extra CLI arguments; with ready=False only /healthz is awaited (for an index
+    that cannot load). The port is picked just before start; if another process takes it in
+    between, the start is retried on a new port (at most `attempts` times)."""
     server: Server | None = None
     try:
         for attempt in range(attempts):
@@ -113,6 +128,7 @@ def running_server(corpus: Path, index: Path, log: Path, model: str | None = Non
                    "--corpus", str(corpus), "--index", str(index)]
             if model:
                 cmd += ["--model", model]
+            cmd += list(args)
             with open(log, "ab") as out:
                 proc = subprocess.Popen(
                     cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -120,7 +136,7 @@ def running_server(corpus: Path, index: Path, log: Path, model: str | None = Non
                     start_new_session=True)  # its own group, so stop() reaches any children
             server = Server(proc, port, log)
             try:
-                wait_ready(server, ready_timeout_s)
+                (wait_ready if ready else wait_alive)(server, ready_timeout_s)
                 break
             except RuntimeError:
                 if attempt + 1 < attempts and "address already in use" in server.log_tail():

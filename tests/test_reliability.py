@@ -41,7 +41,7 @@ from rag.search import Searcher
 from rag.store import TMP_PREFIX, index_lock, open_current, read_current
 
 from .conftest import CORPUS, ROOT
-from .serverutil import HOST, Server, free_port, get_json, running_server, stop, wait_ready
+from .serverutil import HOST, Server, get_json, running_server
 
 LONG = bool(os.environ.get("RAG_FUZZ_LONG"))
 KILLS = int(os.environ.get("RAG_FUZZ_KILLS", "500" if LONG else "100"))
@@ -145,46 +145,10 @@ def client(url: str, keepalive: bool = True) -> httpx.Client:
 @contextlib.contextmanager
 def serve(corpus: Path, index: Path, log: Path, args: tuple[str, ...] = (),
           env: dict[str, str] | None = None, ready: bool = True) -> Iterator[Server]:
-    """`rag serve --model fake` with extra CLI arguments (serverutil's running_server takes
-    none); waits for /readyz, or only /healthz when ready=False (an index that cannot load)."""
-    cmd = [sys.executable, "-m", "rag.cli", "serve", "--host", HOST, "--port", "0",
-           "--corpus", str(corpus), "--index", str(index), "--model", "fake", *args]
-    server = None
-    try:
-        for _attempt in range(3):
-            cmd[cmd.index("--port") + 1] = str(free_port())
-            with open(log, "ab") as out:
-                proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True,
-                                        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
-            server = Server(proc, int(cmd[cmd.index("--port") + 1]), log)
-            try:
-                if ready:
-                    wait_ready(server, 60)
-                else:
-                    wait_alive(server, 60)
-                break
-            except RuntimeError:
-                if "address already in use" not in server.log_tail():
-                    raise
-        assert server is not None
-        yield server
-    finally:
-        if server is not None:
-            stop(server)
-
-
-def wait_alive(server: Server, timeout_s: float) -> None:
-    """Poll /healthz until it answers 200."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"rag serve exited early:\n{server.log_tail()}")
-        with contextlib.suppress(OSError, ValueError):
-            if get_json(f"{server.url}/healthz", timeout_s=2.0)[0] == 200:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"rag serve not alive after {timeout_s} s:\n{server.log_tail()}")
+    """`rag serve --model fake` with extra CLI arguments; waits for /readyz, or only /healthz
+    when ready=False (an index that cannot load)."""
+    with running_server(corpus, index, log, model="fake", env=env, args=args, ready=ready) as s:
+        yield s
 
 
 def rss_kib(pid: int) -> int:
