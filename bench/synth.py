@@ -252,7 +252,7 @@ def hnsw_recall(dense: Any, vectors: np.ndarray, queries: np.ndarray, default_ef
     out: dict[str, Any] = {"queries": len(queries), "exact_seconds": time.perf_counter() - s,
                            "by_ef": {}}
     index = dense._index  # the raw FAISS index, to vary efSearch (bench only)
-    for ef in sorted({64, 128, 256, 512, default_ef}):
+    for ef in sorted({64, 128, 256, 512, 768, 1024, default_ef}):
         index.hnsw.efSearch = ef
         lat, rec = [], []
         for i, q in enumerate(queries):

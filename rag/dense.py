@@ -16,6 +16,7 @@ class DenseIndex:
     def __init__(self, index: object, kind: str) -> None:
         self._index = index
         self.kind = kind
+        self._view: np.ndarray | None = None  # a flat index's vectors, zero-copy
 
     @property
     def size(self) -> int:
@@ -79,6 +80,15 @@ class DenseIndex:
         rows = np.asarray(rows, dtype=np.int64)
         if not len(rows):
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.kind == "flat":  # plain indexing beats a SWIG call per question
+            view = self._view
+            if view is None or len(view) != self.size:
+                import faiss
+
+                view = faiss.rev_swig_ptr(self._index.get_xb(), self.size * self.dim  # type: ignore[attr-defined]
+                                          ).reshape(self.size, self.dim)
+                self._view = view
+            return view[rows]
         return np.asarray(self._index.reconstruct_batch(rows), dtype=np.float32)  # type: ignore[attr-defined]
 
     def vectors(self) -> np.ndarray:

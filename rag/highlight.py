@@ -25,19 +25,25 @@ def sentence_spans(text: str, offset: int, line_start: int) -> list[Span]:
     return out
 
 
+def question_weights(question: str, idf: Callable[[list[str]], dict[str, float]]
+                     ) -> dict[str, float]:
+    """The question's known terms with their idf weights (computed once per question)."""
+    return idf(sorted(set(tokenize(question))))
+
+
+def coverage(weights: dict[str, float], token_sets: Sequence[frozenset[str]]) -> np.ndarray:
+    """Share of the question's idf mass each token set contains (0..1; pure)."""
+    total = sum(weights.values())
+    if not total:
+        return np.zeros(len(token_sets), dtype=np.float32)
+    return np.asarray([sum(w for t, w in weights.items() if t in toks) / total
+                       for toks in token_sets], dtype=np.float32)
+
+
 def lexical_scores(question: str, spans: Sequence[Span], idf: Callable[[list[str]], dict[str, float]]
                    ) -> np.ndarray:
     """Share of the question's idf mass each span contains (0..1)."""
-    q = set(tokenize(question))
-    weights = idf(sorted(q))
-    total = sum(weights.values())
-    if not total:
-        return np.zeros(len(spans), dtype=np.float32)
-    out = []
-    for sp in spans:
-        toks = set(tokenize(sp.text))
-        out.append(sum(w for t, w in weights.items() if t in toks) / total)
-    return np.asarray(out, dtype=np.float32)
+    return coverage(question_weights(question, idf), [frozenset(tokenize(sp.text)) for sp in spans])
 
 
 def best_span(question: str, spans: Sequence[Span],

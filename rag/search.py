@@ -21,12 +21,14 @@ from .config import Settings
 from .embedding import Embedder, MicroBatcher, load_embedder
 from .errors import ConfigError, IndexMismatchError
 from .fusion import rrf, score_fusion
-from .highlight import best_span, lexical_scores, sentence_spans
+from .highlight import coverage, question_weights, sentence_spans
+from .lexical import tokenize
 from .store import Generation, load_generation, open_current, read_current
 from .types import MODES, Answer, Chunk, Hit, IndexInfo, Mode, Passage, RetrieverScore, Span
 
 log = logging.getLogger(__name__)
 
+PREPARED_PASSAGES = 20_000  # memoised passages (spans + tokens), ~2 KB each
 MIN_TRIM_SHARE = 0.3  # a chunk trimmed of already-shown text must keep this share to stay
 
 
@@ -145,15 +147,28 @@ def _sentence_mask(gen: Generation, allowed: np.ndarray | None) -> np.ndarray | 
     return None if allowed is None else allowed[gen.sent_row]
 
 
-def sentence_best(gen: Generation, qv: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Each row's best sentence similarity to the query (0 for a row without sentences)."""
+def sentence_sims(gen: Generation, qv: np.ndarray, rows: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The sentence ids of some chunk rows and their similarity to the query."""
     assert gen.sentences is not None
     ids = gen.sentence_ids(rows)
-    sims = gen.sentences.vectors_of(ids) @ qv
-    owner = np.searchsorted(rows, gen.sent_row[ids])
+    return ids, gen.sentences.vectors_of(ids) @ qv
+
+
+def row_best(rows: np.ndarray, owners: np.ndarray, sims: np.ndarray) -> np.ndarray:
+    """Each (sorted) row's best sentence similarity, 0 for a row without sentences (pure)."""
     best = np.full(len(rows), -1.0, dtype=np.float32)
-    np.maximum.at(best, owner, sims)
+    np.maximum.at(best, np.searchsorted(rows, owners), sims)
     return np.where(best < -0.5, 0.0, best)
+
+
+@dataclass
+class QueryState:
+    """What one question computes once and its passages share."""
+
+    qv: np.ndarray
+    weights: dict[str, float]  # the question's known terms and idf
+    sims: dict[int, float]  # sentence id -> similarity, for the dense candidates
 
 
 # Questions whose answer is a quantity or a date, and text that holds one.
@@ -195,6 +210,11 @@ class Searcher:
         self._gen: Generation | None = None
         self._reload_lock = threading.Lock()
         self._batcher: MicroBatcher | None = None
+        # Sentence spans and stemmed tokens of passages: document-side work, done once a
+        # passage per generation (bounded), not once a question.
+        self._prepared: OrderedDict[tuple[str, int, int, int],
+                                    tuple[list[Span], list[frozenset[str]]]] = OrderedDict()
+        self._prepared_lock = threading.Lock()
         if settings.faiss_query_threads:
             import faiss
 
@@ -284,7 +304,8 @@ class Searcher:
 
         allowed = file_mask(gen, files)
         n = max(self.settings.candidates, top_k * 3)
-        dense_hits = self.dense_hits(gen, qv, n, allowed)
+        state = QueryState(qv, question_weights(question, gen.lexical.idf), {})
+        dense_hits = self.dense_hits(gen, qv, n, allowed, state.sims)
         lex_hits = gen.lexical.search(question, n, allowed)
         ranked = self.fuse(mode, dense_hits, lex_hits)
         want = [r for r, _ in ranked[: top_k * 4]]
@@ -298,7 +319,7 @@ class Searcher:
         evidence = []  # (sentence similarity, lexical coverage) of each highlight
         for rank, (row, score, c) in enumerate(chosen, 1):
             d, x = dense_at.get(row), lex_at.get(row)
-            span, sim, cov = self.highlight(question, qv, row, c, gen)
+            span, sim, cov = self.highlight(state, row, c, gen)
             evidence.append((sim, cov))
             passages.append(Passage(
                 rank, round(float(score), 6), c.file, c.start, c.end, c.line_start,
@@ -317,9 +338,11 @@ class Searcher:
             {"embed": round((t1 - t0) * 1000, 3), "search": round((t2 - t1) * 1000, 3),
              "highlight": round((t3 - t2) * 1000, 3), "total": round((t3 - t0) * 1000, 3)})
 
-    def dense_hits(self, gen: Generation, qv: np.ndarray, n: int,
-                   allowed: np.ndarray | None) -> list[Hit]:
-        """Chunks by dense similarity: the chunk's vector, its best sentence, or both."""
+    def dense_hits(self, gen: Generation, qv: np.ndarray, n: int, allowed: np.ndarray | None,
+                   sims_out: dict[int, float] | None = None) -> list[Hit]:
+        """Chunks by dense similarity: the chunk's vector, its best sentence, or both.
+
+        The sentence similarities computed on the way are added to ``sims_out``."""
         hits = gen.dense.search(qv[None, :], n, allowed)[0]
         how = self.settings.dense_granularity
         if how == "chunk" or gen.sentences is None or not gen.sentences.size:
@@ -327,7 +350,10 @@ class Searcher:
         sent_hits = gen.sentences.search(qv[None, :], n * 4, _sentence_mask(gen, allowed))[0]
         rows = np.unique(np.fromiter(
             [h.row for h in hits] + [int(gen.sent_row[h.row]) for h in sent_hits], np.int64))
-        best = sentence_best(gen, qv, rows)
+        ids, sims = sentence_sims(gen, qv, rows)
+        if sims_out is not None:
+            sims_out.update(zip(ids.tolist(), sims.tolist()))
+        best = row_best(rows, gen.sent_row[ids], sims)
         if how == "sentence":
             score = best
         else:
@@ -347,20 +373,41 @@ class Searcher:
             return rrf([dense_hits, lex_hits], [w, 1 - w], k=self.settings.rrf_k)
         return score_fusion([dense_hits, lex_hits], [w, 1 - w], self.settings.fusion)
 
-    def highlight(self, question: str, qv: np.ndarray, row: int, chunk: Chunk,
-                  gen: Generation) -> tuple[Span | None, float, float]:
+    def highlight(self, state: QueryState, row: int, chunk: Chunk, gen: Generation
+                  ) -> tuple[Span | None, float, float]:
         """The best sentence of a passage, with its dense similarity and lexical coverage."""
-        spans = sentence_spans(chunk.text, chunk.start, chunk.line_start)
+        spans, token_sets = self.prepared(gen, row, chunk)
         if not spans:
             return None, 0.0, 0.0
-        lex = lexical_scores(question, spans, gen.lexical.idf)
+        lex = coverage(state.weights, token_sets)
         dense = np.zeros(len(spans), dtype=np.float32)
         if gen.sentences is not None:
             ids = gen.sentence_ids(np.array([row]))
-            sims = dict(zip(zip(gen.sent_start[ids].tolist(), gen.sent_end[ids].tolist()),
-                            (gen.sentences.vectors_of(ids) @ qv).tolist()))
-            dense = np.array([sims.get((sp.start, sp.end), 0.0) for sp in spans], np.float32)
+            missing = [i for i in ids.tolist() if i not in state.sims]
+            if missing:
+                ids_m = np.array(missing, dtype=np.int64)
+                state.sims.update(zip(missing, (gen.sentences.vectors_of(ids_m) @ state.qv).tolist()))
+            at = {(a, b): state.sims[i] for a, b, i in
+                  zip(gen.sent_start[ids].tolist(), gen.sent_end[ids].tolist(), ids.tolist())}
+            dense = np.array([at.get((sp.start, sp.end), 0.0) for sp in spans], np.float32)
         w = self.settings.highlight_dense_weight if gen.sentences is not None else 0.0
         score = (1 - w) * lex + w * dense
         i = int(np.argmax(score))
         return spans[i], float(dense[i]), float(lex[i])
+
+    def prepared(self, gen: Generation, row: int, chunk: Chunk
+                 ) -> tuple[list[Span], list[frozenset[str]]]:
+        """A passage's sentence spans and their stemmed tokens, memoised (bounded LRU)."""
+        key = (gen.name, row, chunk.start, chunk.end)
+        with self._prepared_lock:
+            got = self._prepared.get(key)
+            if got is not None:
+                self._prepared.move_to_end(key)
+                return got
+        spans = sentence_spans(chunk.text, chunk.start, chunk.line_start)
+        got = (spans, [frozenset(tokenize(sp.text)) for sp in spans])
+        with self._prepared_lock:
+            self._prepared[key] = got
+            while len(self._prepared) > PREPARED_PASSAGES:
+                self._prepared.popitem(last=False)
+        return got
