@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     backend: Literal["onnx", "torch"] = "onnx"
     onnx_cache_dir: Path = Path.home() / ".cache" / "rag" / "onnx"
     embed_batch_size: int = Field(32, ge=1, le=4096)
+    # Questions through an int8 copy of the model (made locally, cached beside the ONNX
+    # export), one question per pass; documents stay float32. ONNX backend only.
+    quantize_queries: bool = False
 
     # Chunking (tokens are the model's own tokenizer's).
     chunk_tokens: int = Field(160, ge=16, le=8192)

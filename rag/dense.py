@@ -51,26 +51,31 @@ class DenseIndex:
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
                ) -> list[list[Hit]]:
         """Top-k rows per query by inner product; ``allowed`` is an optional row mask."""
+        scores, rows = self.search_arrays(queries, k, allowed)
+        return [[Hit(r, s, i + 1) for i, (r, s) in enumerate(zip(rr.tolist(), ss.tolist()))
+                 if r >= 0] for rr, ss in zip(rows, scores)]
+
+    def search_arrays(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's own (scores, rows) arrays, one line per query; row -1 pads a short line."""
         import faiss
 
         q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         k = min(k, self.size)
+        empty = (np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64))
         if k <= 0:
-            return [[] for _ in range(len(q))]
+            return empty
         params = None
         if allowed is not None:
             ids = np.flatnonzero(allowed).astype(np.int64)
             if not len(ids):
-                return [[] for _ in range(len(q))]
+                return empty
             k = min(k, len(ids))
             sel = faiss.IDSelectorBatch(ids)
             params = (faiss.SearchParametersHNSW(sel=sel, efSearch=self._ef())
                       if self.kind == "hnsw" else faiss.SearchParameters(sel=sel))
         scores, rows = self._index.search(q, k, params=params)  # type: ignore[attr-defined]
-        return [
-            [Hit(int(r), float(s), i + 1) for i, (r, s) in enumerate(zip(rr, ss)) if r >= 0]
-            for rr, ss in zip(rows, scores)
-        ]
+        return scores, rows
 
     def _ef(self) -> int:
         return int(self._index.hnsw.efSearch)  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
@@ -209,7 +209,7 @@ class Searcher:
         self.cache = QueryCache(settings.query_cache_size)
         self._gen: Generation | None = None
         self._reload_lock = threading.Lock()
-        self._batcher: MicroBatcher | None = None
+        self._batcher: Callable[[str], np.ndarray] | None = None
         # Sentence spans and stemmed tokens of passages: document-side work, done once a
         # passage per generation (bounded), not once a question.
         self._prepared: OrderedDict[tuple[str, int, int, int],
@@ -232,12 +232,15 @@ class Searcher:
         return self._embedder
 
     @property
-    def _encode_one(self) -> MicroBatcher:
+    def _encode_one(self) -> Callable[[str], np.ndarray]:
+        """Concurrent questions share a forward pass, unless the model's vectors would
+        then depend on their batch mates (int8 questions: one at a time)."""
         if self._batcher is None:
             with self._embedder_lock:
                 if self._batcher is None:
                     e = self.embedder
-                    self._batcher = MicroBatcher(e.embed)
+                    self._batcher = (MicroBatcher(e.embed) if getattr(e, "query_batching", True)
+                                     else e.embed_query)
         return self._batcher
 
     def _check(self, gen: Generation) -> Generation:
@@ -347,9 +350,10 @@ class Searcher:
         how = self.settings.dense_granularity
         if how == "chunk" or gen.sentences is None or not gen.sentences.size:
             return hits
-        sent_hits = gen.sentences.search(qv[None, :], n * 4, _sentence_mask(gen, allowed))[0]
-        rows = np.unique(np.fromiter(
-            [h.row for h in hits] + [int(gen.sent_row[h.row]) for h in sent_hits], np.int64))
+        _, sent_ids = gen.sentences.search_arrays(qv[None, :], n * 4, _sentence_mask(gen, allowed))
+        sent_ids = sent_ids[0][sent_ids[0] >= 0]
+        rows = np.unique(np.concatenate([np.fromiter((h.row for h in hits), np.int64, len(hits)),
+                                         gen.sent_row[sent_ids].astype(np.int64)]))
         ids, sims = sentence_sims(gen, qv, rows)
         if sims_out is not None:
             sims_out.update(zip(ids.tolist(), sims.tolist()))
@@ -359,7 +363,8 @@ class Searcher:
         else:
             score = 0.5 * (gen.dense.vectors_of(rows) @ qv + best)
         order = np.lexsort((rows, -score))[:n]
-        return [Hit(int(rows[i]), float(score[i]), r + 1) for r, i in enumerate(order)]
+        return [Hit(r, s, i + 1) for i, (r, s) in
+                enumerate(zip(rows[order].tolist(), score[order].tolist()))]
 
     def fuse(self, mode: Mode, dense_hits: list[Hit], lex_hits: list[Hit]
              ) -> list[tuple[int, float]]:

@@ -363,8 +363,7 @@ class Generation:
         """Sentence ids belonging to the given chunk rows, in order."""
         lo = np.searchsorted(self.sent_row, rows, side="left")
         hi = np.searchsorted(self.sent_row, rows, side="right")
-        return np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(rows) else \
-            np.zeros(0, dtype=np.int64)
+        return ranges(lo, hi)
 
     def rows_of(self, path: str) -> np.ndarray:
         """Row numbers of one file's chunks."""
@@ -375,6 +374,16 @@ class Generation:
         """Release the database handle."""
         with self._db_lock:
             self._db.close()
+
+
+def ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The concatenation of arange(lo[i], hi[i]) for every i, without a Python loop (pure)."""
+    counts = np.maximum(np.asarray(hi, np.int64) - np.asarray(lo, np.int64), 0)
+    total = int(counts.sum())
+    if not total:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.repeat(np.asarray(lo, np.int64) - (np.cumsum(counts) - counts), counts)
+    return np.arange(total, dtype=np.int64) + starts
 
 
 def load_generation(index_dir: Path, name: str, ef_search: int = 128) -> Generation:

@@ -71,3 +71,33 @@ def test_query_cache_is_bounded_and_can_be_switched_off() -> None:
     assert c.get("a") is None and c.get("c") is not None  # oldest evicted
     c.size = 0  # as `rag eval` does after its warm-up: timed questions are real searches
     assert c.get("c") is None
+
+
+def test_direct_onnx_path_only_for_shapes_it_reproduces() -> None:
+    """Anything but Transformer -> mean/CLS Pooling (-> Normalize) keeps sentence-transformers'
+    own encode: the direct path must never silently change a model's vectors."""
+    from rag.embedding import DirectOnnx, mean_pool
+
+    class Transformer:
+        do_lower_case = False
+        auto_model = None
+
+    class Pooling:
+        def __init__(self, cfg: dict) -> None:  # type: ignore[type-arg]
+            self.cfg = cfg
+
+        def get_config_dict(self) -> dict:  # type: ignore[type-arg]
+            return self.cfg
+
+    class Dense:
+        pass
+
+    class St(list):  # type: ignore[type-arg]
+        tokenizer = None
+        max_seq_length = 8
+
+    assert DirectOnnx.of(St([Transformer(), Pooling({"pooling_mode": "mean"})])) is None  # no session
+    assert DirectOnnx.of(St([Transformer(), Pooling({"pooling_mode": "mean"}), Dense()])) is None
+    assert DirectOnnx.of(St([Transformer(), Pooling({"pooling_mode": "max"})])) is None
+    tokens = np.array([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]], dtype=np.float32)
+    assert mean_pool(tokens, np.array([[1, 1, 0]])).tolist() == [[2.0, 3.0]]  # padding ignored

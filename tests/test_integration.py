@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from rag.config import Settings
 from rag.evaluate import load_gold
 from rag.types import MODES
 
@@ -83,3 +85,69 @@ def test_cli_ask_json_matches_library(real_index, real_searcher) -> None:
         (p.file, p.start, p.end) for p in lib.passages]
     assert data["passages"][0]["retrievers"].keys() == {"dense", "lexical"}
     assert Path(CORPUS / data["passages"][0]["file"]).exists()
+
+
+# -- the direct ONNX path and the int8 backend ------------------------------------------
+
+def dev_questions() -> list[str]:
+    return [i.question for i in load_gold(DEV_GOLD)]
+
+
+def _texts(real_index: Settings) -> list[str]:
+    from rag.store import open_current
+
+    gen = open_current(real_index.index_dir)
+    chunks = [c.text for c in gen.chunks(list(range(min(gen.size, 24))))]
+    long = " ".join(chunks)  # far past max_seq_length: truncation must match too
+    return [*dev_questions(), *chunks, long, "x", "Ünïcödé — 数字丝绸之路?"]
+
+
+def test_direct_onnx_path_gives_sentence_transformers_vectors(real_index, real_embedder) -> None:
+    emb = real_embedder
+    assert emb._direct is not None, "the bundled model should take the direct path"
+    texts = _texts(real_index)
+    direct = emb.embed(texts)
+    emb_st = emb._direct
+    emb._direct = None  # sentence-transformers' own encode
+    try:
+        reference = emb.embed(texts)
+    finally:
+        emb._direct = emb_st
+    assert direct.shape == reference.shape == (len(texts), emb.dim)
+    np.testing.assert_allclose(direct, reference, atol=1e-5)
+    one_by_one = np.stack([emb.embed([t])[0] for t in texts[:5]])  # batching changes nothing
+    np.testing.assert_allclose(one_by_one, reference[:5], atol=1e-5)
+
+
+def test_int8_questions_are_close_deterministic_and_never_batched(real_index, real_embedder
+                                                                  ) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rag.embedding import INT8_FILE, load_embedder
+    from rag.search import Searcher
+
+    q8 = load_embedder(Settings(quantize_queries=True))
+    assert q8.fingerprint == real_embedder.fingerprint  # documents are the same float32
+    assert not q8.query_batching
+    qs = dev_questions()
+    alone = np.stack([q8.embed_query(q) for q in qs])
+    fp32 = real_embedder.embed(qs)
+    cos = (alone * fp32).sum(axis=1)
+    assert cos.min() > 0.95 and not np.allclose(alone, fp32, atol=1e-4)  # int8 really used
+    with ThreadPoolExecutor(8) as pool:  # concurrency must not change a question's vector
+        again = np.stack(list(pool.map(q8.embed_query, qs * 3)))
+    np.testing.assert_array_equal(again, np.concatenate([alone] * 3))
+    searcher = Searcher(real_index.model_copy(update={"quantize_queries": True}), embedder=q8)
+    assert searcher._encode_one == q8.embed_query  # no micro-batcher in between
+    ans = searcher.ask(qs[0])
+    assert ans.passages and ans.passages[0].text
+    cached = list(Settings().onnx_cache_dir.glob(f"*/onnx/{INT8_FILE}"))
+    assert cached and not list(cached[0].parent.glob(".q-*")), "made once, no half-written file"
+
+
+def test_int8_questions_need_the_onnx_backend() -> None:
+    from rag.embedding import load_embedder
+    from rag.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="RAG_BACKEND=onnx"):
+        load_embedder(Settings(backend="torch", quantize_queries=True))

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import rag
 from rag import store
@@ -789,3 +791,13 @@ def test_real_disk_full_through_the_cli(small_disk: Path, small_corpus: Path) ->
     assert out.returncode == 2
     assert "no space left" in out.stderr.lower() or "disk is full" in out.stderr.lower()
     assert "previous index is unchanged" in out.stderr
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 6)), max_size=12))
+def test_ranges_is_the_concatenation_of_aranges(pairs: list[tuple[int, int]]) -> None:
+    from rag.store import ranges
+
+    lo = np.array([a for a, _ in pairs], dtype=np.int64)
+    hi = lo + np.array([n for _, n in pairs], dtype=np.int64)
+    want = [i for a, b in zip(lo.tolist(), hi.tolist()) for i in range(a, b)]
+    assert ranges(lo, hi).tolist() == want
