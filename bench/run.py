@@ -126,6 +126,9 @@ def save_gauss() -> dict[str, Any]:
 
 # ---------------------------------------------------------------- 1+2. in-process latency
 
+INT8 = "hybrid, int8 questions"
+
+
 def inprocess(n: int, warmup: int) -> dict[str, Any]:
     """Searcher.ask per mode (cache off) and the reference pipeline, interleaved on the same
     question sequence; then variants: FAISS on one OpenMP thread, cache on; a profile."""
@@ -160,17 +163,22 @@ def inprocess(n: int, warmup: int) -> dict[str, Any]:
         c = time.perf_counter()
         return (b - a) * 1000, (c - b) * 1000
 
+    # The same pipeline with int8 questions (RAG_QUANTIZE_QUERIES=1), an opt-in variant.
+    searcher8 = Searcher(settings.model_copy(update={"quantize_queries": True}))
+    searcher8.cache.size = 0
+    _ = searcher8.generation
     qs = dev_questions()
     fns: dict[str, Callable[[str], Any]] = {"reference": reference}
     for m in MODES:
         fns[m] = (lambda mode: lambda q: searcher.ask(q, 5, mode))(m)
+    fns[INT8] = lambda q: searcher8.ask(q, 5, "hybrid")
     names = list(fns)
     for i in range(warmup):
         for k in names:
             fns[k](qs[i % len(qs)])
     lat: dict[str, list[float]] = {k: [] for k in names}
     parts: dict[str, dict[str, list[float]]] = {m: {"embed": [], "search": [], "highlight": []}
-                                                 for m in MODES}
+                                                 for m in (*MODES, INT8)}
     # Blocks of BLOCK questions per pipeline, pipelines rotating per block: all pipelines see
     # the same questions under the same machine load, and an untimed call at the start of
     # each block lets the previous pipeline's spinning threads (ORT, OpenMP) settle.
@@ -194,7 +202,7 @@ def inprocess(n: int, warmup: int) -> dict[str, Any]:
     out["reference_parts_p50"] = {p: pcts(v)["p50"] for p, v in ref_parts.items()}
     ref = np.asarray(lat["reference"])
     out["paired"] = {}
-    for m in MODES:
+    for m in (*MODES, INT8):
         ours = np.asarray(lat[m])
         out["paired"][m] = {
             "median_ratio_ours_over_ref": float(np.median(ours / ref)),
@@ -543,7 +551,7 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
                  f"at each block start) so all see the same questions under the same load. "
                  f"`searcher.cache.size = 0`. Load average {ip['loadavg']}.\n")
         rows = []
-        for m in MODES:
+        for m in [*MODES, INT8][:len(ip["parts_p50"])]:
             x = ip["latency"][m]
             pp = ip["parts_p50"][m]
             rows.append([m, x["p50"], x["p95"], x["p99"], x["mean"], pp["embed"], pp["search"],
@@ -584,7 +592,7 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
                           [[m, ip["paired"][m]["median_ratio_ours_over_ref"],
                             ip["paired"][m]["p50_ratio_ours_over_ref"],
                             f"{ip['paired'][m]['median_speedup']:.2f}x",
-                            f"{ip['paired'][m]['p50_speedup']:.2f}x"] for m in MODES]))
+                            f"{ip['paired'][m]['p50_speedup']:.2f}x"] for m in ip["paired"]]))
         ea = ip.get("embed_alone")
         if ea:
             L.append(f"\nThe models alone, alternating question by question (40 each): torch "

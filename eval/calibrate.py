@@ -18,7 +18,7 @@ import numpy as np
 
 from rag.config import Settings
 from rag.evaluate import load_gold
-from rag.search import Abstainer, Searcher, answer_features, type_match
+from rag.search import Abstainer, Searcher
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,28 +42,10 @@ def features(searcher: Searcher, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Feature rows and answerable labels for every item of a gold file."""
     xs, ys = [], []
     for item in load_gold(path):
-        a = searcher.ask(item.question, 5, "hybrid")
-        evidence = []
-        hl = [p.highlight.text for p in a.passages[:3] if p.highlight]
-        for p in a.passages:
-            _, sim, cov = searcher.highlight(item.question, searcher.embed_query(item.question),
-                                             *_row_chunk(searcher, p))
-            evidence.append((sim, cov))
-        qv = searcher.embed_query(item.question)
-        hits = searcher.dense_hits(searcher.generation, qv, 5, None)
-        xs.append(answer_features(hits, evidence, type_match(item.question, hl)))
+        _, feats = searcher.ask_with_features(item.question, 5, "hybrid")
+        xs.append(feats)
         ys.append(float(item.answerable))
     return np.array(xs), np.array(ys)
-
-
-def _row_chunk(searcher: Searcher, p):  # type: ignore[no-untyped-def]
-    from rag.types import Chunk
-
-    gen = searcher.generation
-    rows = gen.rows_of(p.file)
-    chunks = gen.chunks(rows.tolist())
-    row = next(r for r, c in zip(rows, chunks) if c.start <= p.start and p.end <= c.end)
-    return int(row), Chunk(p.file, p.start, p.end, p.line_start, p.line_end, p.text), gen
 
 
 def rates(conf: np.ndarray, y: np.ndarray, t: float) -> tuple[float, float]:

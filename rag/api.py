@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -292,7 +292,7 @@ def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------- app
 
-def get_searcher(request: Request) -> Searcher:
+async def get_searcher(request: Request) -> Searcher:
     """The app's shared searcher (one model instance)."""
     return request.app.state.searcher  # type: ignore[no-any-return]
 
@@ -337,7 +337,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
     _offline_docs(app)
     app.state.searcher = searcher
 
-    def require_json(request: Request) -> None:
+    async def require_json(request: Request) -> None:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise HTTPException(415, "send the body as JSON with Content-Type: application/json")
@@ -372,10 +372,13 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
 
     @app.post("/ask", response_model=AskResponse, responses=responses,
               dependencies=[Depends(require_json)], summary="Ask a question")
-    def ask(req: AskRequest, s: SearcherDep) -> AskResponse:
+    def ask(req: AskRequest, s: SearcherDep) -> Response:
         """Ranked passages that answer the question, each an exact quote with its citation."""
         with gate:
-            return answer_out(s.ask(req.question, req.top_k, req.mode, req.files))
+            out = answer_out(s.ask(req.question, req.top_k, req.mode, req.files))
+        # Serialised here, in the worker thread: FastAPI would validate the model again and
+        # hop threads once more to do it (bench: ~1 ms a request).
+        return Response(out.model_dump_json(), media_type="application/json")
 
     @app.get("/documents", response_model=list[DocumentOut], responses=responses,
              summary="List indexed documents")

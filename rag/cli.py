@@ -98,9 +98,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         with index_lock(settings.index_dir, timeout_s=600):
             if read_current(settings.index_dir) is None:
                 print(build_index(settings).summary(), file=sys.stderr)
-    app = create_app(settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if not args.verbose
-                else "info", limit_concurrency=args.limit_concurrency, timeout_keep_alive=5)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port,
+                log_level="warning" if not args.verbose else "info",
+                limit_concurrency=args.limit_concurrency, timeout_keep_alive=5)
     return 0
 
 

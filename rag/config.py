@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     # Questions through an int8 copy of the model (made locally, cached beside the ONNX
     # export), one question per pass; documents stay float32. ONNX backend only.
     quantize_queries: bool = False
+    # ONNX Runtime intra-op threads (0: one per core) and whether idle ones spin. Spinning
+    # threads steal the cores the request threads need: HTTP at 8 clients went from 73 to
+    # 113 req/s with it off, and one client from 17.1 to 13.8 ms p50 (bench/RESULTS.md).
+    onnx_threads: int = Field(0, ge=0, le=256)
+    onnx_spinning: bool = False
 
     # Chunking (tokens are the model's own tokenizer's).
     chunk_tokens: int = Field(160, ge=16, le=8192)

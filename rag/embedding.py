@@ -134,7 +134,8 @@ class SentenceTransformerEmbedder:
     """The real model, loaded once; thread-safe for concurrent queries."""
 
     def __init__(self, model: str, backend: str = "onnx", onnx_cache_dir: Path | None = None,
-                 batch_size: int = 32, quantize_queries: bool = False) -> None:
+                 batch_size: int = 32, quantize_queries: bool = False, onnx_threads: int = 0,
+                 onnx_spinning: bool = True) -> None:
         if quantize_queries and backend != "onnx":
             raise ConfigError(f"quantize_queries needs the onnx backend, not {backend!r}; "
                               "set RAG_BACKEND=onnx or RAG_QUANTIZE_QUERIES=0")
@@ -149,9 +150,12 @@ class SentenceTransformerEmbedder:
         self._onnx_file: Path | None = None
         self._st = self._load(onnx_cache_dir)
         self._direct = DirectOnnx.of(self._st) if backend == "onnx" else None
+        if self._direct is not None and self._onnx_file is not None:
+            self._direct = self._direct.with_model(self._onnx_file, onnx_threads, onnx_spinning)
         self._query: DirectOnnx | None = None  # int8 twin for questions, if asked for
         if quantize_queries and self._direct is not None and self._onnx_file is not None:
-            self._query = self._direct.with_model(quantized(self._onnx_file))
+            self._query = self._direct.with_model(quantized(self._onnx_file), onnx_threads,
+                                                  onnx_spinning)
         self.query_batching = self._query is None  # int8 questions go one at a time
         get_dim = getattr(self._st, "get_embedding_dimension", None) or self._st.get_sentence_embedding_dimension
         self.dim = int(get_dim() or 0)
@@ -255,11 +259,17 @@ class DirectOnnx:
         tok.enable_truncation(int(st.max_seq_length))
         return cls(session, tok, mode)
 
-    def with_model(self, onnx_file: Path) -> DirectOnnx:
-        """The same tokenizer and pooling over another ONNX file of the model (int8)."""
+    def with_model(self, onnx_file: Path, threads: int = 0, spinning: bool = True) -> DirectOnnx:
+        """The same tokenizer and pooling over an ONNX file of the model (float32 or int8),
+        in a session of our own: CPU provider only, thread settings from Settings."""
         import onnxruntime as ort
 
-        session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        if not spinning:  # idle pool threads sleep instead of spinning: frees the CPU for
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # the GIL side
+        session = ort.InferenceSession(str(onnx_file), so, providers=["CPUExecutionProvider"])
         return DirectOnnx(session, self._tokenizer, self._pooling)
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
@@ -344,32 +354,37 @@ class MicroBatcher:
         fut: Future[np.ndarray] = Future()
         with self._pending_lock:
             self._pending.append((text, fut))
-        while True:
+        while not fut.done():
             if self._run_lock.acquire(blocking=False):
                 try:
-                    self._drain()
+                    if not fut.done():
+                        self._run_once()
                 finally:
                     self._run_lock.release()
+                continue
             try:
                 return fut.result(timeout=0.002)
             except FutureTimeout:
                 continue
+        return fut.result()
 
-    def _drain(self) -> None:
-        while True:
-            with self._pending_lock:
-                batch = self._pending[: self._max_batch]
-                self._pending = self._pending[self._max_batch:]
-            if not batch:
-                return
-            try:
-                vectors = self._embed([t for t, _ in batch])
-            except BaseException as e:  # every waiter gets the error, not a hang
-                for _, f in batch:
-                    f.set_exception(e)
-                continue
-            for (_, f), v in zip(batch, vectors):
-                f.set_result(v)
+    def _run_once(self) -> None:
+        """Encode what is queued now (oldest first, up to max_batch), then hand back the
+        lock: a caller never keeps encoding for later arrivals while its own answer waits
+        (that made p99 at 8 clients several times p50)."""
+        with self._pending_lock:
+            batch = self._pending[: self._max_batch]
+            self._pending = self._pending[self._max_batch:]
+        if not batch:
+            return
+        try:
+            vectors = self._embed([t for t, _ in batch])
+        except BaseException as e:  # every waiter gets the error, not a hang
+            for _, f in batch:
+                f.set_exception(e)
+            return
+        for (_, f), v in zip(batch, vectors):
+            f.set_result(v)
 
 
 def load_embedder(settings: Settings) -> Embedder:
@@ -378,7 +393,8 @@ def load_embedder(settings: Settings) -> Embedder:
         return FakeEmbedder()
     return SentenceTransformerEmbedder(settings.model, settings.backend,
                                        settings.onnx_cache_dir, settings.embed_batch_size,
-                                       settings.quantize_queries)
+                                       settings.quantize_queries, settings.onnx_threads,
+                                       settings.onnx_spinning)
 
 
 def fingerprint_for(settings: Settings) -> str:

@@ -294,6 +294,12 @@ class Searcher:
     def ask(self, question: str, top_k: int | None = None, mode: Mode = "hybrid",
             files: Sequence[str] | None = None) -> Answer:
         """Ranked, cited passages for a question, from one generation."""
+        return self.ask_with_features(question, top_k, mode, files)[0]
+
+    def ask_with_features(self, question: str, top_k: int | None = None, mode: Mode = "hybrid",
+                          files: Sequence[str] | None = None
+                          ) -> tuple[Answer, tuple[float, ...]]:
+        """The answer and the abstention features it was judged on (for calibration)."""
         t0 = time.perf_counter()
         question = question.strip()
         top_k = top_k or self.settings.top_k
@@ -334,12 +340,13 @@ class Searcher:
         confidence = self.abstainer.confidence(*feats) if passages else 0.0
         t3 = time.perf_counter()
         m = gen.manifest
-        return Answer(
+        answer = Answer(
             question, mode, passages, confidence >= self.abstainer.threshold,
             round(confidence, 4),
             IndexInfo(gen.name, m["built_at"], m["model"]["name"], gen.size),
             {"embed": round((t1 - t0) * 1000, 3), "search": round((t2 - t1) * 1000, 3),
              "highlight": round((t3 - t2) * 1000, 3), "total": round((t3 - t0) * 1000, 3)})
+        return answer, feats
 
     def dense_hits(self, gen: Generation, qv: np.ndarray, n: int, allowed: np.ndarray | None,
                    sims_out: dict[int, float] | None = None) -> list[Hit]:
