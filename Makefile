@@ -36,6 +36,8 @@ fuzz: setup
 	RAG_FUZZ_LONG=1 $(BIN)/python -m pytest -q -ra -m fuzz tests
 
 bench: setup
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
+		echo "wrk not installed: HTTP figures come from the Python client only"
 	$(BIN)/python bench/run.py
 
 clean:

@@ -144,3 +144,62 @@ def run_load(url: str, questions: Sequence[str], concurrency: int, duration_s: f
              max_requests: int = 100_000, mode: str = "hybrid") -> LoadResult:
     """POST /ask from `concurrency` workers for duration_s (and at most max_requests)."""
     return asyncio.run(_drive(url, questions, concurrency, duration_s, max_requests, mode))
+
+
+# ---------------------------------------------------------------- wrk
+
+WRK_LUA = """
+local bodies = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("POST", "/ask", {["Content-Type"] = "application/json"},
+                    bodies[(i %% #bodies) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "WRKJSON {\\"requests\\": %%d, \\"seconds\\": %%.6f, \\"p50\\": %%.3f, \\"p95\\": %%.3f, "
+    .. "\\"p99\\": %%.3f, \\"max\\": %%.3f, \\"non2xx\\": %%d, \\"socket_errors\\": %%d}\\n",
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000,
+    latency:percentile(95) / 1000, latency:percentile(99) / 1000, latency.max / 1000,
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def wrk_available() -> bool:
+    """wrk is on PATH (`make bench` installs Debian's package when it is missing)."""
+    import shutil
+
+    return shutil.which("wrk") is not None
+
+
+def run_wrk(url: str, questions: Sequence[str], concurrency: int, duration_s: float,
+            mode: str = "hybrid", script_dir: Path | None = None) -> dict[str, Any]:
+    """POST /ask with wrk (C, one connection per concurrent client, closed loop) cycling
+    the questions; the summary in run_load's shape (latencies from wrk's histogram)."""
+    import json
+    import tempfile
+
+    bodies = ",\n".join(json.dumps(json.dumps({"question": q, "top_k": 5, "mode": mode}))
+                        for q in questions)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", dir=script_dir, delete=False) as f:
+        f.write(WRK_LUA % bodies)
+    try:
+        threads = 1 if concurrency < 2 else 2
+        out = subprocess.run(
+            ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration_s:.0f}s", "--timeout", "30s",
+             "-s", f.name, url], capture_output=True, text=True, timeout=duration_s + 60)
+    finally:
+        os.unlink(f.name)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary: {out.stdout[-500:]} {out.stderr[-500:]}")
+    w = json.loads(line[len("WRKJSON "):])
+    errors = int(w["non2xx"]) + int(w["socket_errors"])
+    return {"generator": "wrk", "concurrency": concurrency, "seconds": w["seconds"],
+            "ok": int(w["requests"]) - int(w["non2xx"]), "errors": errors,
+            "error_kinds": {k: int(w[k]) for k in ("non2xx", "socket_errors") if int(w[k])},
+            "rps": (int(w["requests"]) - int(w["non2xx"])) / w["seconds"],
+            "latency": {"p50": w["p50"], "p95": w["p95"], "p99": w["p99"], "max": w["max"]}}

@@ -126,7 +126,7 @@ def save_gauss() -> dict[str, Any]:
 
 # ---------------------------------------------------------------- 1+2. in-process latency
 
-INT8 = "hybrid, int8 questions"
+INT8 = "hybrid, float32 questions"
 
 
 def inprocess(n: int, warmup: int) -> dict[str, Any]:
@@ -163,8 +163,8 @@ def inprocess(n: int, warmup: int) -> dict[str, Any]:
         c = time.perf_counter()
         return (b - a) * 1000, (c - b) * 1000
 
-    # The same pipeline with int8 questions (RAG_QUANTIZE_QUERIES=1), an opt-in variant.
-    searcher8 = Searcher(settings.model_copy(update={"quantize_queries": True}))
+    # The same pipeline with float32 questions (RAG_QUANTIZE_QUERIES=0; int8 is the default).
+    searcher8 = Searcher(settings.model_copy(update={"quantize_queries": False}))
     searcher8.cache.size = 0
     _ = searcher8.generation
     qs = dev_questions()
@@ -275,23 +275,31 @@ def inprocess(n: int, warmup: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- 3+5. HTTP and memory
 
 def http(duration_s: float) -> dict[str, Any]:
-    """A real `rag serve` (query cache off) driven at concurrency 1, 8, 32; then its memory."""
-    from http_load import run_load, start_server
+    """A real `rag serve` (query cache off) driven at concurrency 1, 8, 32 by wrk (C: it
+    leaves the 2 cores to the server) and, as a second opinion, by the asyncio httpx client
+    (Python: it competes with the server for them); then the server's memory."""
+    from http_load import run_load, run_wrk, start_server, wrk_available
 
     qs = dev_questions()
     srv = start_server(SEED_INDEX, CORPUS, OUT / "server.log", {"RAG_QUERY_CACHE_SIZE": "0"})
-    out: dict[str, Any] = {"ready_s": srv.started_s, "duration_s": duration_s, "runs": {}}
+    out: dict[str, Any] = {"ready_s": srv.started_s, "duration_s": duration_s, "runs": {},
+                           "httpx_runs": {}, "wrk": wrk_available()}
     try:
         out["rss_ready_mib"] = proc_status(srv.proc.pid)["VmRSS"]
         warm = run_load(srv.url, qs, 2, 10.0, max_requests=20)
         out["warmup_errors"] = warm.errors
         for c in (1, 8, 32):
-            la = loadavg()
-            r = run_load(srv.url, qs, c, duration_s).summary()
-            r["loadavg_before"] = la
-            out["runs"][str(c)] = r
-            log(f"HTTP c={c}: p50 {r['latency']['p50']:.1f} ms, p99 {r['latency']['p99']:.1f} "
-                f"ms, {r['rps']:.1f} req/s, {r['errors']} errors")
+            for gen in (("wrk", "httpx") if out["wrk"] else ("httpx",)):
+                la = loadavg()
+                if gen == "wrk":
+                    r = run_wrk(srv.url, qs, c, duration_s, script_dir=OUT)
+                else:
+                    r = run_load(srv.url, qs, c, duration_s).summary()
+                    r["generator"] = "httpx"
+                r["loadavg_before"] = la
+                out["runs" if gen == ("wrk" if out["wrk"] else "httpx") else "httpx_runs"][str(c)] = r
+                log(f"HTTP {gen} c={c}: p50 {r['latency']['p50']:.1f} ms, p99 "
+                    f"{r['latency']['p99']:.1f} ms, {r['rps']:.1f} req/s, {r['errors']} errors")
         out["memory"] = proc_status(srv.proc.pid)
     finally:
         srv.stop()
@@ -474,7 +482,9 @@ def targets(r: dict[str, Any], quick: bool) -> list[tuple[str, str, str, str]]:
     add("HTTP >= 100 req/s at c=8", get(runs, "8", "rps"), lambda v: v >= 100, "{:.1f} req/s")
     add("HTTP p99 <= 150 ms at c=8", get(runs, "8", "latency", "p99"), lambda v: v <= 150,
         "{:.1f} ms")
-    errs = sum(x["errors"] for x in runs.values()) if runs else None
+    errs = (sum(x["errors"] for x in runs.values())
+            + sum(x["errors"] for x in (get(r, "http", "httpx_runs") or {}).values())
+            if runs else None)
     add("HTTP 0 errors (c=1, 8, 32)", errs, lambda v: v == 0, "{:.0f} errors")
     noop = get(r, "indexing", "noop_cli_s")
     add("no-op re-index <= 2 s (`rag index`, wall clock, median of 3)",
@@ -613,19 +623,30 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
     if "error" in h:
         L.append(f"FAILED: {h['error']}\n")
     else:
+        primary = "wrk" if h.get("wrk") else "httpx"
         L.append(f"`rag serve --host 127.0.0.1 --port <free>` over `bench/out/index`, env "
-                 f"`RAG_QUERY_CACHE_SIZE=0` (no cache hits: the server's own embed time is in "
-                 f"the last column). asyncio + httpx client in the benchmark process (it shares "
-                 f"the 2 cores with the server), {h['duration_s']:.0f} s per concurrency level, "
-                 f"dev questions cycled. Server ready after {h['ready_s']:.1f} s.\n")
+                 f"`RAG_QUERY_CACHE_SIZE=0` (no cache hits), {h['duration_s']:.0f} s per "
+                 f"concurrency level, dev questions cycled, closed loop (each client sends its "
+                 f"next question when the answer arrives). Load generator for the targets: "
+                 f"**{primary}**"
+                 + (" (C; `make bench` installs Debian's `wrk`), then the asyncio + httpx client "
+                    "of `bench/http_load.py` on the same server as a second opinion: it runs in "
+                    "Python on the same 2 cores, so it takes CPU from the server and its figures "
+                    "are lower" if primary == "wrk" else
+                    " (wrk was not installed; the Python client shares the 2 cores with the "
+                    "server)")
+                 + f". Server ready after {h['ready_s']:.1f} s.\n")
         rows = []
-        for c, x in h["runs"].items():
-            rows.append([c, x["ok"], f"{x['rps']:.1f}", x["latency"]["p50"], x["latency"]["p95"],
-                         x["latency"]["p99"], x["errors"],
-                         json.dumps(x["error_kinds"]) if x["error_kinds"] else "",
-                         x["server"]["p50"], x["server_embed"]["p50"], x["loadavg_before"]])
-        L.append(md_table(["concurrency", "ok", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors",
-                           "error kinds", "server total p50", "server embed p50",
+        for label, runs in (("wrk", h["runs"]), ("httpx", h.get("httpx_runs", {}))):
+            for c, x in runs.items():
+                srv_p50 = x.get("server", {}).get("p50", "")
+                emb_p50 = x.get("server_embed", {}).get("p50", "")
+                rows.append([x.get("generator", label), c, x["ok"], f"{x['rps']:.1f}",
+                             x["latency"]["p50"], x["latency"]["p95"], x["latency"]["p99"],
+                             x["errors"], json.dumps(x["error_kinds"]) if x["error_kinds"] else "",
+                             srv_p50, emb_p50, x["loadavg_before"]])
+        L.append(md_table(["client", "concurrency", "ok", "req/s", "p50 ms", "p95 ms", "p99 ms",
+                           "errors", "error kinds", "server ask p50", "server embed p50",
                            "load avg before"], rows))
         L.append("")
 
@@ -796,6 +817,10 @@ def main() -> int:
     p.add_argument("--scale-only", type=int, metavar="N",
                    help="run only the scale step for N chunks (no time budget) and merge it "
                         "into bench/out/results.json of the last run, e.g. when 1M did not fit")
+    p.add_argument("--keep-1m", action="store_true",
+                   help="full run without the 1M step; the 1M row of the previous "
+                        "bench/out/results.json (a `--scale-only 1000000` run) is carried over "
+                        "and marked with its own date")
     args = p.parse_args()
     if args.scale_only:
         r = json.loads((OUT / "results.json").read_text())
@@ -818,6 +843,9 @@ def main() -> int:
         return 0
     quick = args.quick
     OUT.mkdir(parents=True, exist_ok=True)
+    kept_1m = None
+    if args.keep_1m and (OUT / "results.json").exists():
+        kept_1m = get(json.loads((OUT / "results.json").read_text()), "scale", "1000000")
     deadline = T0 + BUDGET_S
     r: dict[str, Any] = {"machine": machine_info()}
     log(f"machine: {r['machine']['cpu']}, {r['machine']['cores']} cores, load average "
@@ -836,8 +864,10 @@ def main() -> int:
         real_10k = (not quick) and chunks_per_s > 0 and 10_000 / chunks_per_s < REAL_10K_MAX_S
         r["real_10k_estimate_s"] = 10_000 / chunks_per_s if chunks_per_s else None
         r["scale_queries"] = 100 if quick else 200
-        sizes = [10_000, 100_000] + ([] if quick else [1_000_000])
+        sizes = [10_000, 100_000] + ([] if quick or args.keep_1m else [1_000_000])
         section(r, "scale", lambda: scale(sizes, r["scale_queries"], real_10k, deadline))
+        if kept_1m and "error" not in r["scale"]:
+            r["scale"]["1000000"] = kept_1m
     r["loadavg_end"] = loadavg()
     total = time.perf_counter() - T0
     r["quick"], r["total_s"] = quick, total

@@ -134,11 +134,13 @@ class SentenceTransformerEmbedder:
     """The real model, loaded once; thread-safe for concurrent queries."""
 
     def __init__(self, model: str, backend: str = "onnx", onnx_cache_dir: Path | None = None,
-                 batch_size: int = 32, quantize_queries: bool = False, onnx_threads: int = 0,
+                 batch_size: int = 32, quantize_queries: bool | None = False, onnx_threads: int = 0,
                  onnx_spinning: bool = True) -> None:
         if quantize_queries and backend != "onnx":
             raise ConfigError(f"quantize_queries needs the onnx backend, not {backend!r}; "
                               "set RAG_BACKEND=onnx or RAG_QUANTIZE_QUERIES=0")
+        if quantize_queries is None:
+            quantize_queries = backend == "onnx"
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         self.name = model

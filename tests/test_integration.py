@@ -151,3 +151,16 @@ def test_int8_questions_need_the_onnx_backend() -> None:
 
     with pytest.raises(ConfigError, match="RAG_BACKEND=onnx"):
         load_embedder(Settings(backend="torch", quantize_queries=True))
+
+
+def test_torch_backend_agrees_with_onnx_and_keeps_float32_questions(real_embedder) -> None:
+    """The default (int8 questions) is an ONNX matter: on torch, questions stay float32 and
+    every vector matches the ONNX float32 one, so an index serves either backend."""
+    from rag.embedding import load_embedder
+
+    torch_emb = load_embedder(Settings(backend="torch"))
+    assert torch_emb.fingerprint == real_embedder.fingerprint and torch_emb.query_batching
+    qs = dev_questions()[:8]
+    np.testing.assert_allclose(torch_emb.embed(qs), real_embedder.embed(qs), atol=1e-4)
+    np.testing.assert_allclose(torch_emb.embed_query(qs[0]), real_embedder.embed([qs[0]])[0],
+                               atol=1e-4)
