@@ -38,7 +38,7 @@ fuzz: setup
 bench: setup
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
 		echo "wrk not installed: HTTP figures come from the Python client only"
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) index/CURRENT index/generations index/.lock

@@ -213,9 +213,13 @@ class SentenceTransformerEmbedder:
         return normalize(v)
 
     def embed_query(self, text: str) -> np.ndarray:
-        """One question's unit vector (int8 model if asked for; always a batch of one)."""
+        """One question's unit vector (int8 model if asked for; always a batch of one).
+
+        One encode at a time: concurrent ONNX runs on 2 cores only fight over them (HTTP at
+        32 clients, wrk: 89 req/s, p99 679 ms unserialised; 117 req/s, p99 321 ms with it)."""
         if self._query is not None:
-            return self._query.encode([text], 1)[0]
+            with self._lock:
+                return self._query.encode([text], 1)[0]
         return self.embed([text])[0]
 
 
