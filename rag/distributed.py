@@ -60,7 +60,7 @@ class _EmbedActor:
 
         from .embedding import load_embedder
 
-        given = {"model": spec.model, "backend": spec.backend,
+        given = {"model": spec.model, "backend": spec.backend, "quantize_queries": False,
                  "embed_batch_size": spec.batch_size, "onnx_cache_dir": spec.onnx_cache_dir}
         settings = Settings.model_validate({k: v for k, v in given.items() if v is not None})
         self.embedder = load_embedder(settings)

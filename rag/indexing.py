@@ -149,7 +149,8 @@ def build_index(settings: Settings, full: bool = False,
                            chunks_reused=prev.size, chunks_total=prev.size,
                            seconds=time.perf_counter() - t0)
 
-    embedder = embedder or load_embedder(settings)
+    # Documents only: no int8 question model to build or load here.
+    embedder = embedder or load_embedder(settings.model_copy(update={"quantize_queries": False}))
     check_budget(params, embedder)
     todo = [d for d in docs if d.path not in old or old[d.path].sha256 != d.sha256]
     new_chunks = {d.path: chunk_document(d, embedder.count_tokens, params) for d in todo}
