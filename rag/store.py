@@ -29,6 +29,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,6 +307,7 @@ class Generation:
         self.name = folder.name
         self.manifest = manifest
         self._db_lock = threading.Lock()
+        self._chunk_cache: OrderedDict[int, Chunk] = OrderedDict()  # bounded, read-only data
         self._db = sqlite3.connect(f"file:{folder / 'chunks.sqlite'}?mode=ro&immutable=1",
                                    uri=True, check_same_thread=False)
         rows = self._db.execute(
@@ -338,16 +340,27 @@ class Generation:
         return len(self.file_ids)
 
     def chunks(self, rows: Sequence[int]) -> list[Chunk]:
-        """Chunks by row, in the order asked."""
+        """Chunks by row, in the order asked (recently read ones from a bounded cache: the
+        generation never changes, so a cached chunk is never stale)."""
         if not rows:
             return []
-        q = ",".join(str(int(r)) for r in rows)
         with self._db_lock:
-            got = self._db.execute(
-                'SELECT c.row, f.path, c.start, c."end", c.line_start, c.line_end, c.text, '
-                f"c.context FROM chunks c JOIN files f ON f.id = c.file_id WHERE c.row IN ({q})"
-            ).fetchall()
-        by_row = {g[0]: Chunk(*g[1:]) for g in got}
+            cache = self._chunk_cache
+            by_row = {int(r): cache[int(r)] for r in rows if int(r) in cache}
+            missing = sorted({int(r) for r in rows} - by_row.keys())
+            if missing:
+                q = ",".join(str(r) for r in missing)
+                got = self._db.execute(
+                    'SELECT c.row, f.path, c.start, c."end", c.line_start, c.line_end, c.text, '
+                    f"c.context FROM chunks c JOIN files f ON f.id = c.file_id WHERE c.row IN ({q})"
+                ).fetchall()
+                for g in got:
+                    by_row[g[0]] = cache[g[0]] = Chunk(*g[1:])
+                while len(cache) > CHUNK_CACHE:
+                    cache.popitem(last=False)
+            for r in by_row:
+                if r in cache:
+                    cache.move_to_end(r)
         return [by_row[int(r)] for r in rows]
 
     def chunks_of(self, path: str) -> list[Chunk]:
@@ -374,6 +387,9 @@ class Generation:
         """Release the database handle."""
         with self._db_lock:
             self._db.close()
+
+
+CHUNK_CACHE = 20_000  # chunks kept in memory per generation (~1-2 KB each)
 
 
 def ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -134,6 +134,9 @@ def test_int8_questions_are_close_deterministic_and_never_batched(real_index, re
     fp32 = real_embedder.embed(qs)
     cos = (alone * fp32).sum(axis=1)
     assert cos.min() > 0.95 and not np.allclose(alone, fp32, atol=1e-4)  # int8 really used
+    assert q8._query_alone is not None  # a lone question runs on spinning threads: same model
+    np.testing.assert_array_equal(np.stack([q8._query_alone.encode([q], 1)[0] for q in qs]),
+                                  np.stack([q8._query.encode([q], 1)[0] for q in qs]))
     with ThreadPoolExecutor(8) as pool:  # concurrency must not change a question's vector
         again = np.stack(list(pool.map(q8.embed_query, qs * 3)))
     np.testing.assert_array_equal(again, np.concatenate([alone] * 3))

@@ -801,3 +801,17 @@ def test_ranges_is_the_concatenation_of_aranges(pairs: list[tuple[int, int]]) ->
     hi = lo + np.array([n for _, n in pairs], dtype=np.int64)
     want = [i for a, b in zip(lo.tolist(), hi.tolist()) for i in range(a, b)]
     assert ranges(lo, hi).tolist() == want
+
+
+def test_chunk_reads_are_the_same_from_cache_and_database(indexed: Settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(store, "CHUNK_CACHE", 7)  # small, so eviction happens
+    cold = generation(indexed, "g-000001")
+    reference = cold.chunks(list(range(cold.size)))  # in order, all from the database
+    gen = generation(indexed, "g-000001")
+    rng = np.random.default_rng(3)
+    for _ in range(60):  # random mixes of cached, evicted and new rows, repeats included
+        rows = rng.integers(0, gen.size, size=int(rng.integers(1, 12))).tolist()
+        assert gen.chunks(rows) == [reference[r] for r in rows]
+        assert len(gen._chunk_cache) <= 7
+    with pytest.raises(KeyError):
+        gen.chunks([gen.size + 5])  # a row that does not exist is an error, not a wrong chunk
