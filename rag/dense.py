@@ -80,20 +80,30 @@ class DenseIndex:
     def _ef(self) -> int:
         return int(self._index.hnsw.efSearch)  # type: ignore[attr-defined]
 
+    def all_scores(self, query: np.ndarray) -> np.ndarray | None:
+        """Inner product of one query with every vector, for an exact (flat) index; None for
+        an approximate one, which must be searched."""
+        if self.kind != "flat" or not self.size:
+            return None
+        return self._flat() @ np.asarray(query, dtype=np.float32)
+
+    def _flat(self) -> np.ndarray:
+        view = self._view
+        if view is None or len(view) != self.size:
+            import faiss
+
+            view = faiss.rev_swig_ptr(self._index.get_xb(), self.size * self.dim  # type: ignore[attr-defined]
+                                      ).reshape(self.size, self.dim)
+            self._view = view
+        return view
+
     def vectors_of(self, rows: np.ndarray) -> np.ndarray:
         """Stored vectors of some rows."""
         rows = np.asarray(rows, dtype=np.int64)
         if not len(rows):
             return np.zeros((0, self.dim), dtype=np.float32)
         if self.kind == "flat":  # plain indexing beats a SWIG call per question
-            view = self._view
-            if view is None or len(view) != self.size:
-                import faiss
-
-                view = faiss.rev_swig_ptr(self._index.get_xb(), self.size * self.dim  # type: ignore[attr-defined]
-                                          ).reshape(self.size, self.dim)
-                self._view = view
-            return view[rows]
+            return self._flat()[rows]
         return np.asarray(self._index.reconstruct_batch(rows), dtype=np.float32)  # type: ignore[attr-defined]
 
     def vectors(self) -> np.ndarray:

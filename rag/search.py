@@ -155,6 +155,13 @@ def sentence_sims(gen: Generation, qv: np.ndarray, rows: np.ndarray
     return ids, gen.sentences.vectors_of(ids) @ qv
 
 
+def top_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k highest finite scores, any order (pure)."""
+    k = min(k, len(scores))
+    idx = np.argpartition(-scores, k - 1)[:k] if 0 < k < len(scores) else np.arange(len(scores))
+    return idx[np.isfinite(scores[idx])].astype(np.int64)
+
+
 def row_best(rows: np.ndarray, owners: np.ndarray, sims: np.ndarray) -> np.ndarray:
     """Each (sorted) row's best sentence similarity, 0 for a row without sentences (pure)."""
     best = np.full(len(rows), -1.0, dtype=np.float32)
@@ -353,22 +360,37 @@ class Searcher:
         """Chunks by dense similarity: the chunk's vector, its best sentence, or both.
 
         The sentence similarities computed on the way are added to ``sims_out``."""
-        hits = gen.dense.search(qv[None, :], n, allowed)[0]
         how = self.settings.dense_granularity
-        if how == "chunk" or gen.sentences is None or not gen.sentences.size:
-            return hits
-        _, sent_ids = gen.sentences.search_arrays(qv[None, :], n * 4, _sentence_mask(gen, allowed))
-        sent_ids = sent_ids[0][sent_ids[0] >= 0]
-        rows = np.unique(np.concatenate([np.fromiter((h.row for h in hits), np.int64, len(hits)),
-                                         gen.sent_row[sent_ids].astype(np.int64)]))
-        ids, sims = sentence_sims(gen, qv, rows)
+        with_sentences = how != "chunk" and gen.sentences is not None and gen.sentences.size
+        c_all = gen.dense.all_scores(qv) if with_sentences else None
+        s_all = gen.sentences.all_scores(qv) if c_all is not None else None  # type: ignore[union-attr]
+        if c_all is not None and s_all is not None:
+            # Both exact (flat): FAISS would scan every vector anyway; one product each and
+            # plain indexing replace two searches and the gathers of candidate vectors.
+            if allowed is not None:
+                c_all = np.where(allowed, c_all, -np.inf)
+                s_all = np.where(allowed[gen.sent_row], s_all, -np.inf)
+            chunk_rows = top_rows(c_all, n)
+            sent_ids = top_rows(s_all, n * 4)
+            rows = np.unique(np.concatenate([chunk_rows, gen.sent_row[sent_ids].astype(np.int64)]))
+            ids = gen.sentence_ids(rows)
+            sims = s_all[ids]
+            chunk_cos = c_all[rows]
+        else:
+            hits = gen.dense.search(qv[None, :], n, allowed)[0]
+            if not with_sentences:
+                return hits
+            assert gen.sentences is not None
+            _, found = gen.sentences.search_arrays(qv[None, :], n * 4, _sentence_mask(gen, allowed))
+            found = found[0][found[0] >= 0]
+            rows = np.unique(np.concatenate([np.fromiter((h.row for h in hits), np.int64, len(hits)),
+                                             gen.sent_row[found].astype(np.int64)]))
+            ids, sims = sentence_sims(gen, qv, rows)
+            chunk_cos = gen.dense.vectors_of(rows) @ qv
         if sims_out is not None:
             sims_out.update(zip(ids.tolist(), sims.tolist()))
         best = row_best(rows, gen.sent_row[ids], sims)
-        if how == "sentence":
-            score = best
-        else:
-            score = 0.5 * (gen.dense.vectors_of(rows) @ qv + best)
+        score = best if how == "sentence" else 0.5 * (chunk_cos + best)
         order = np.lexsort((rows, -score))[:n]
         return [Hit(r, s, i + 1) for i, (r, s) in
                 enumerate(zip(rows[order].tolist(), score[order].tolist()))]

@@ -429,3 +429,13 @@ def test_score_fusion_max_scaled_by_hand() -> None:
 def test_score_fusion_single_list_keeps_order() -> None:
     fused = score_fusion([DENSE], [1.0])
     assert [r for r, _ in fused] == [3, 1, 2]
+
+
+def test_top_rows_takes_the_k_best_finite_scores() -> None:
+    from rag.search import top_rows
+
+    s = np.array([0.1, 0.9, -np.inf, 0.5, 0.7], dtype=np.float32)
+    assert sorted(top_rows(s, 2).tolist()) == [1, 4]
+    assert sorted(top_rows(s, 10).tolist()) == [0, 1, 3, 4]  # -inf never returned
+    assert top_rows(np.full(3, -np.inf, dtype=np.float32), 2).tolist() == []
+    assert top_rows(np.zeros(0, dtype=np.float32), 3).tolist() == []

@@ -167,3 +167,22 @@ def test_torch_backend_agrees_with_onnx_and_keeps_float32_questions(real_embedde
     np.testing.assert_allclose(torch_emb.embed(qs), real_embedder.embed(qs), atol=1e-4)
     np.testing.assert_allclose(torch_emb.embed_query(qs[0]), real_embedder.embed([qs[0]])[0],
                                atol=1e-4)
+
+
+def test_exact_scan_path_ranks_like_the_faiss_path(real_searcher, monkeypatch) -> None:
+    """Flat indexes take one matrix-vector product instead of two FAISS searches; the ranked
+    chunks must be the same (rows, order, scores), with and without a file filter."""
+    from rag.dense import DenseIndex
+    from rag.search import file_mask
+
+    gen = real_searcher.generation
+    assert gen.dense.all_scores(real_searcher.embed_query("x")) is not None  # flat here
+    masks = [None, file_mask(gen, ["sco-*"]), file_mask(gen, ["no-such-file*"])]
+    fast = [[(h.row, h.rank, round(h.score, 5)) for h in
+             real_searcher.dense_hits(gen, real_searcher.embed_query(q), 50, m)]
+            for q in dev_questions() for m in masks]
+    monkeypatch.setattr(DenseIndex, "all_scores", lambda self, q: None)
+    slow = [[(h.row, h.rank, round(h.score, 5)) for h in
+             real_searcher.dense_hits(gen, real_searcher.embed_query(q), 50, m)]
+            for q in dev_questions() for m in masks]
+    assert fast == slow and any(fast) and not fast[2]
