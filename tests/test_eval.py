@@ -64,7 +64,7 @@ def test_own_gold_shape() -> None:
 
 @pytest.mark.parametrize("gold,min_r5,min_mrr", [
     (DEV_GOLD, 0.97, 0.95),   # measured 1.000 / 0.975 (README)
-    (OWN_GOLD, 0.96, 0.90),   # measured 0.989 / 0.928
+    (OWN_GOLD, 0.96, 0.90),   # measured 0.989 / 0.917 (int8 questions; 0.928 float32)
 ])
 def test_quality_gate(real_index, gold: Path, min_r5: float, min_mrr: float,
                       tmp_path: Path) -> None:
