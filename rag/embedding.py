@@ -156,8 +156,6 @@ class SentenceTransformerEmbedder:
             self._direct = self._direct.with_model(self._onnx_file, onnx_threads, onnx_spinning)
         self._query: DirectOnnx | None = None  # int8 twin for questions, if asked for
         self._query_alone: DirectOnnx | None = None  # the same, threads spinning
-        self._asking = 0  # questions inside embed_query now
-        self._asking_lock = threading.Lock()
         if quantize_queries and self._direct is not None and self._onnx_file is not None:
             q8 = quantized(self._onnx_file)
             self._query = self._direct.with_model(q8, onnx_threads, onnx_spinning)
@@ -178,7 +176,7 @@ class SentenceTransformerEmbedder:
             cache = (onnx_cache_dir or Path.home() / ".cache" / "rag" / "onnx")
             target = cache / self.fingerprint[:16]
             self._onnx_file = target / "onnx" / "model.onnx"
-            if not (target / "onnx" / "model.onnx").is_file():
+            if not self._onnx_file.is_file():
                 log.info("exporting %s to ONNX once, cached in %s", self.name, target)
                 st = SentenceTransformer(self._path, device="cpu", backend="onnx")
                 cache.mkdir(parents=True, exist_ok=True)
@@ -227,16 +225,10 @@ class SentenceTransformerEmbedder:
         request threads. Both hold the same int8 model: the same vector either way (tested)."""
         if self._query is None:
             return self.embed([text])[0]
-        with self._asking_lock:
-            self._asking += 1
-            alone = self._asking == 1
-        try:
-            model = self._query_alone if alone and self._query_alone is not None else self._query
-            with self._lock:
-                return model.encode([text], 1)[0]
-        finally:
-            with self._asking_lock:
-                self._asking -= 1
+        alone = not self._lock.locked()  # nobody encoding (or queued behind the lock) now
+        model = self._query_alone if alone and self._query_alone is not None else self._query
+        with self._lock:
+            return model.encode([text], 1)[0]
 
 
 class DirectOnnx:

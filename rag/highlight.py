@@ -38,21 +38,3 @@ def coverage(weights: dict[str, float], token_sets: Sequence[frozenset[str]]) ->
         return np.zeros(len(token_sets), dtype=np.float32)
     return np.asarray([sum(w for t, w in weights.items() if t in toks) / total
                        for toks in token_sets], dtype=np.float32)
-
-
-def lexical_scores(question: str, spans: Sequence[Span], idf: Callable[[list[str]], dict[str, float]]
-                   ) -> np.ndarray:
-    """Share of the question's idf mass each span contains (0..1)."""
-    return coverage(question_weights(question, idf), [frozenset(tokenize(sp.text)) for sp in spans])
-
-
-def best_span(question: str, spans: Sequence[Span],
-              idf: Callable[[list[str]], dict[str, float]],
-              dense: np.ndarray | None = None, dense_weight: float = 0.5) -> Span | None:
-    """The span with the best mix of lexical overlap and dense similarity."""
-    if not spans:
-        return None
-    score = lexical_scores(question, spans, idf)
-    if dense is not None and len(dense) == len(spans):
-        score = (1 - dense_weight) * score + dense_weight * np.asarray(dense, np.float32)
-    return spans[int(np.argmax(score))]

@@ -10,7 +10,6 @@ import math
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -23,6 +22,7 @@ from .errors import ConfigError, IndexMismatchError
 from .fusion import rrf, score_fusion
 from .highlight import coverage, question_weights, sentence_spans
 from .lexical import tokenize
+from .lru import LRU
 from .store import Generation, load_generation, open_current, read_current
 from .types import MODES, Answer, Chunk, Hit, IndexInfo, Mode, Passage, RetrieverScore, Span
 
@@ -52,33 +52,7 @@ class Abstainer:
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
-class QueryCache:
-    """A bounded, thread-safe LRU of question -> vector."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._d: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> np.ndarray | None:
-        """The cached vector, or None (always None while the cache is off)."""
-        if self.size <= 0:
-            return None
-        with self._lock:
-            v = self._d.get(key)
-            if v is not None:
-                self._d.move_to_end(key)
-            return v
-
-    def put(self, key: str, value: np.ndarray) -> None:
-        """Store, evicting the oldest entry beyond the bound."""
-        if self.size <= 0:
-            return
-        with self._lock:
-            self._d[key] = value
-            self._d.move_to_end(key)
-            while len(self._d) > self.size:
-                self._d.popitem(last=False)
+QueryCache = LRU  # question -> unit vector
 
 
 def file_mask(gen: Generation, globs: Sequence[str] | None) -> np.ndarray | None:
@@ -213,15 +187,14 @@ class Searcher:
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
         self.abstainer = abstainer or Abstainer.bundled()
-        self.cache = QueryCache(settings.query_cache_size)
+        self.cache: LRU[str, np.ndarray] = LRU(settings.query_cache_size)
         self._gen: Generation | None = None
         self._reload_lock = threading.Lock()
         self._batcher: Callable[[str], np.ndarray] | None = None
         # Sentence spans and stemmed tokens of passages: document-side work, done once a
         # passage per generation (bounded), not once a question.
-        self._prepared: OrderedDict[tuple[str, int, int, int],
-                                    tuple[list[Span], list[frozenset[str]]]] = OrderedDict()
-        self._prepared_lock = threading.Lock()
+        self._prepared: LRU[tuple[str, int, int, int],
+                            tuple[list[Span], list[frozenset[str]]]] = LRU(PREPARED_PASSAGES)
         if settings.faiss_query_threads:
             import faiss
 
@@ -433,15 +406,9 @@ class Searcher:
                  ) -> tuple[list[Span], list[frozenset[str]]]:
         """A passage's sentence spans and their stemmed tokens, memoised (bounded LRU)."""
         key = (gen.name, row, chunk.start, chunk.end)
-        with self._prepared_lock:
-            got = self._prepared.get(key)
-            if got is not None:
-                self._prepared.move_to_end(key)
-                return got
-        spans = sentence_spans(chunk.text, chunk.start, chunk.line_start)
-        got = (spans, [frozenset(tokenize(sp.text)) for sp in spans])
-        with self._prepared_lock:
-            self._prepared[key] = got
-            while len(self._prepared) > PREPARED_PASSAGES:
-                self._prepared.popitem(last=False)
+        got = self._prepared.get(key)
+        if got is None:
+            spans = sentence_spans(chunk.text, chunk.start, chunk.line_start)
+            got = (spans, [frozenset(tokenize(sp.text)) for sp in spans])
+            self._prepared.put(key, got)
         return got

@@ -29,7 +29,6 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .errors import IndexCorruptError, IndexLockedError, IndexMissingError
+from .lru import LRU
 from .types import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -307,7 +307,7 @@ class Generation:
         self.name = folder.name
         self.manifest = manifest
         self._db_lock = threading.Lock()
-        self._chunk_cache: OrderedDict[int, Chunk] = OrderedDict()  # bounded, read-only data
+        self._chunk_cache: LRU[int, Chunk] = LRU(CHUNK_CACHE)  # read-only data: never stale
         self._db = sqlite3.connect(f"file:{folder / 'chunks.sqlite'}?mode=ro&immutable=1",
                                    uri=True, check_same_thread=False)
         rows = self._db.execute(
@@ -344,23 +344,20 @@ class Generation:
         generation never changes, so a cached chunk is never stale)."""
         if not rows:
             return []
-        with self._db_lock:
-            cache = self._chunk_cache
-            by_row = {int(r): cache[int(r)] for r in rows if int(r) in cache}
-            missing = sorted({int(r) for r in rows} - by_row.keys())
-            if missing:
-                q = ",".join(str(r) for r in missing)
+        wanted = {int(r) for r in rows}
+        cached = {r: self._chunk_cache.get(r) for r in wanted}
+        by_row = {r: c for r, c in cached.items() if c is not None}
+        missing = sorted(wanted - by_row.keys())
+        if missing:
+            q = ",".join(str(r) for r in missing)
+            with self._db_lock:
                 got = self._db.execute(
                     'SELECT c.row, f.path, c.start, c."end", c.line_start, c.line_end, c.text, '
                     f"c.context FROM chunks c JOIN files f ON f.id = c.file_id WHERE c.row IN ({q})"
                 ).fetchall()
-                for g in got:
-                    by_row[g[0]] = cache[g[0]] = Chunk(*g[1:])
-                while len(cache) > CHUNK_CACHE:
-                    cache.popitem(last=False)
-            for r in by_row:
-                if r in cache:
-                    cache.move_to_end(r)
+            for g in got:
+                by_row[g[0]] = Chunk(*g[1:])
+                self._chunk_cache.put(g[0], by_row[g[0]])
         return [by_row[int(r)] for r in rows]
 
     def chunks_of(self, path: str) -> list[Chunk]:
