@@ -89,14 +89,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .api import create_app
     from .indexing import build_index
-    from .store import index_lock, read_current
+    from .store import index_lock, list_generations
 
     settings = _settings(args)
-    if read_current(settings.index_dir) is None:
+    if not list_generations(settings.index_dir):
         print(f"no index in {settings.index_dir}: building it from {settings.corpus_dir} ...",
               file=sys.stderr)
         with index_lock(settings.index_dir, timeout_s=600):
-            if read_current(settings.index_dir) is None:
+            if not list_generations(settings.index_dir):
                 print(build_index(settings).summary(), file=sys.stderr)
     uvicorn.run(create_app(settings), host=args.host, port=args.port,
                 log_level="warning" if not args.verbose else "info",

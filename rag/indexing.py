@@ -27,9 +27,9 @@ from .corpus import Skipped, load_corpus
 from .embedding import Embedder, fingerprint_for, load_embedder
 from .highlight import sentence_spans
 from .errors import ConfigError, IndexCorruptError, IndexMissingError
-from .store import (Generation, collect_garbage, new_tmp_folder,
-                    next_generation_name, open_current, publish, seal_manifest,
-                    validate_folder, write_chunks_db)
+from .store import (CURRENT, Generation, collect_garbage, new_tmp_folder,
+                    next_generation_name, open_current, publish, read_current, seal_manifest,
+                    validate_folder, write_atomic, write_chunks_db)
 from .types import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,9 @@ def build_index(settings: Settings, full: bool = False,
     changed = [d.path for d in docs if d.path in old and old[d.path].sha256 != d.sha256]
     removed = sorted(set(old) - new_paths)
     if prev is not None and not (added or changed or removed):
+        if read_current(settings.index_dir) != prev.name:  # damaged or dangling pointer
+            write_atomic(settings.index_dir / CURRENT, f"{prev.name}\n".encode())
+            log.warning("repaired %s: it now names %s", CURRENT, prev.name)
         collect_garbage(settings.index_dir, settings.keep_generations)  # sweep killed runs
         prev.close()
         return IndexReport(None, unchanged=len(docs), skipped=skipped,

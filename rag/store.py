@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -143,13 +144,36 @@ def next_generation_name(index_dir: Path) -> str:
     return f"g-{n + 1:06d}"
 
 
-def read_current(index_dir: Path) -> str | None:
-    """The name CURRENT points at, or None."""
+GENERATION_NAME = re.compile(r"g-\d{6}")
+
+
+def read_pointer(index_dir: Path) -> tuple[str | None, str | None]:
+    """(the generation CURRENT names, what is wrong with CURRENT).
+
+    The name is None when CURRENT is missing or damaged: unreadable, not UTF-8, not a
+    generation name, or naming a generation that does not exist. The problem is None when
+    CURRENT is missing (a new index) or fine; otherwise it says what is wrong, in one line."""
+    path = index_dir / CURRENT
     try:
-        name = (index_dir / CURRENT).read_text().strip()
+        raw = path.read_bytes()
     except (FileNotFoundError, NotADirectoryError):
-        return None
-    return name or None
+        return None, None
+    except OSError as e:
+        return None, f"{CURRENT} is unreadable ({e.strerror or e})"
+    try:
+        name = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        return None, f"{CURRENT} is damaged (not a generation name: {raw[:40]!r})"
+    if not GENERATION_NAME.fullmatch(name):
+        return None, f"{CURRENT} is damaged (not a generation name: {name[:40]!r})"
+    if not (generations_dir(index_dir) / name).is_dir():
+        return None, f"{CURRENT} names generation {name}, which does not exist"
+    return name, None
+
+
+def read_current(index_dir: Path) -> str | None:
+    """The name CURRENT points at, or None when it is missing or damaged (see read_pointer)."""
+    return read_pointer(index_dir)[0]
 
 
 # ---------------------------------------------------------------- writing
@@ -413,9 +437,12 @@ def load_generation(index_dir: Path, name: str, ef_search: int = 128) -> Generat
 
 def open_current(index_dir: Path, ef_search: int = 128) -> Generation:
     """The generation CURRENT names; if it is missing or invalid, the newest valid one."""
-    current = read_current(index_dir)
+    current, problem = read_pointer(index_dir)
     names = list_generations(index_dir)
     if current is None and not names:
+        if problem:
+            raise IndexCorruptError(f"{problem} and there is no generation in "
+                                    f"{str(index_dir)!r}; rebuild with `rag index --full`")
         raise IndexMissingError(
             f"no index in {str(index_dir)!r}; build one with `rag index` "
             "(or pass --index DIR / set RAG_INDEX_DIR)")
@@ -428,9 +455,12 @@ def open_current(index_dir: Path, ef_search: int = 128) -> Generation:
             problems.append(str(e))
             log.error("%s", e)
             continue
-        if name != current:
-            log.warning("CURRENT (%s) is not loadable; serving newest valid generation %s",
-                        current, name)
+        if problem:
+            log.warning("%s; using the newest valid generation %s (run `rag index` to repair "
+                        "the pointer)", problem, name)
+        elif name != current:
+            log.warning("CURRENT (%s) is not loadable; serving newest valid generation %s "
+                        "(run `rag index` to repair the pointer)", current, name)
         return gen
     raise IndexCorruptError(
         "no valid generation in %r (%s); rebuild with `rag index --full`"

@@ -11,6 +11,7 @@ import errno
 import fnmatch
 import gc
 import hashlib
+import json
 import logging
 import os
 import re
@@ -539,6 +540,132 @@ def test_no_valid_generation_raises_a_clear_error(two_generations: Settings,
     msg = str(e.value)
     assert "no valid generation" in msg and "rag index --full" in msg
     assert "g-000001: chunks.sqlite" in msg and "g-000002: lexical/size.json" in msg
+
+
+POINTER_DAMAGE = {
+    "garbage": b"\x89PNG\r\n\x1a\n\xff\xfe",
+    "empty": b"",
+    "truncated": b"g-00",
+    "not a name": b"../../etc/passwd\n",
+    "nul": b"g-000002\x00\n",
+    "dangling": b"g-000009\n",
+}
+
+
+def _pointer_cases() -> list[tuple[str, bytes]]:
+    """Every single-byte flip of a valid pointer (three masks), plus the named damages."""
+    good = b"g-000002\n"
+    cases = [(f"flip {i}^{m:#x}", good[:i] + bytes([good[i] ^ m]) + good[i + 1:])
+             for i in range(len(good)) for m in (0x01, 0x80, 0xFF)]
+    return cases + list(POINTER_DAMAGE.items())
+
+
+def test_damaged_current_falls_back_to_the_newest_valid_generation(
+        two_generations: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A flipped, truncated, garbage or dangling CURRENT never raises: open_current serves
+    the generation it still names if that is a real one, else the newest valid one, with a
+    one-line warning naming the fix; the watcher of a running service ignores it."""
+    idx = _copy_index(two_generations, tmp_path / "index")
+    s = Settings(corpus_dir=two_generations.corpus_dir, index_dir=idx, model="fake")
+    searcher = Searcher(s, embedder=FakeEmbedder())
+    assert searcher.generation.name == "g-000002"
+    fell_back = 0
+    for label, data in _pointer_cases():
+        (idx / "CURRENT").write_bytes(data)
+        name = data.decode("ascii", "replace").strip()
+        names_real_one = name in ("g-000001", "g-000002")
+        assert read_current(idx) == (name if names_real_one else None), label
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="rag"):
+            gen = open_current(idx)
+            assert searcher.reload_if_changed() is (name == "g-000001"), label
+            searcher.reload_if_changed()  # and again: polling stays quiet
+        assert gen.name == (name if names_real_one else "g-000002"), label
+        gen.close()
+        warnings = [r.getMessage() for r in caplog.records]
+        if names_real_one:
+            assert not warnings, (label, warnings)
+        else:
+            fell_back += 1
+            assert len(warnings) == 1 and "\n" not in warnings[0], (label, warnings)
+            assert "CURRENT" in warnings[0] and "g-000002" in warnings[0], warnings
+            assert "rag index" in warnings[0], warnings
+        assert searcher.ask(QUESTIONS[0]).passages, label
+        (idx / "CURRENT").write_bytes(b"g-000002\n")
+        searcher.reload_if_changed()
+    assert fell_back >= 25
+
+
+@pytest.mark.parametrize("damage", sorted(POINTER_DAMAGE))
+def test_cli_with_a_damaged_current_answers_and_index_repairs_it(
+        two_generations: Settings, tmp_path: Path, damage: str) -> None:
+    """`rag ask` answers from the newest valid generation with a warning, `rag index`
+    repairs the pointer; neither prints a traceback."""
+    idx = _copy_index(two_generations, tmp_path / "index")
+    (idx / "CURRENT").write_bytes(POINTER_DAMAGE[damage])
+    common = ["--corpus", str(two_generations.corpus_dir), "--index", str(idx),
+              "--model", "fake"]
+    ask = rag_cli("ask", QUESTIONS[0], *common, "--json")
+    assert ask.returncode == 0, ask.stderr
+    assert "Traceback" not in ask.stderr
+    assert json.loads(ask.stdout)["index"]["generation"] == "g-000002"
+    assert "CURRENT" in ask.stderr and "rag index" in ask.stderr
+
+    index = rag_cli("index", *common)
+    assert index.returncode == 0, index.stderr
+    assert "Traceback" not in index.stderr and "repaired CURRENT" in index.stderr
+    assert report_line(index.stdout).group(6) == "index unchanged"
+    assert (idx / "CURRENT").read_bytes() == b"g-000002\n"
+    again = rag_cli("ask", QUESTIONS[0], *common)
+    assert again.returncode == 0 and again.stderr == "", again.stderr
+
+
+def test_serve_with_a_damaged_current_answers_and_keeps_following(
+        two_generations: Settings, tmp_path: Path) -> None:
+    """`rag serve` starts on a garbage CURRENT (newest valid generation), keeps answering
+    while the pointer dangles, then follows it once it names a real generation again;
+    its log holds no traceback."""
+    import httpx
+
+    from .serverutil import running_server
+
+    idx = _copy_index(two_generations, tmp_path / "index")
+    (idx / "CURRENT").write_bytes(POINTER_DAMAGE["garbage"])
+    log_path = tmp_path / "serve.log"
+    with running_server(two_generations.corpus_dir, idx, log_path, model="fake",
+                        env={"RAG_RELOAD_INTERVAL_S": "0.1"}) as server, \
+            httpx.Client(base_url=server.url, timeout=30, trust_env=False) as http:
+        def generation() -> str:
+            r = http.post("/ask", json={"question": QUESTIONS[0]})
+            assert r.status_code == 200, r.text
+            return str(r.json()["index"]["generation"])
+
+        assert generation() == "g-000002"
+        (idx / "CURRENT").write_bytes(POINTER_DAMAGE["dangling"])
+        for _ in range(10):  # the watcher polls the dangling pointer meanwhile
+            assert generation() == "g-000002"
+            time.sleep(0.05)
+        store.write_atomic(idx / "CURRENT", b"g-000001\n")
+        for _ in range(400):  # the event: it follows the repaired pointer
+            if generation() == "g-000001":
+                break
+            time.sleep(0.05)
+        assert generation() == "g-000001", server.log_tail()
+        log_text = server.log_tail(100_000)
+    assert "Traceback" not in log_text, log_text
+    assert "CURRENT is damaged" in log_text
+
+
+def test_damaged_current_with_no_generation_is_one_error_line(tmp_path: Path) -> None:
+    idx = tmp_path / "index"
+    idx.mkdir()
+    (idx / "CURRENT").write_bytes(b"\xff\xfe")
+    with pytest.raises(IndexCorruptError, match="CURRENT is damaged"):
+        open_current(idx)
+    out = rag_cli("ask", "What is the SCO?", "--index", str(idx), "--model", "fake")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert last_line(out.stderr).startswith("error: CURRENT is damaged")
+    assert "rag index --full" in out.stderr
 
 
 def test_missing_index_says_to_run_rag_index(tmp_path: Path) -> None:
