@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: setup index serve test fuzz bench eval clean
+.PHONY: setup index serve test fuzz bench eval calibrate clean
 
 # torch first, pinned: pip takes the local CPU build; any other torch request would pull
 # a multi-GB CUDA build. Then the project with its test and Ray extras.
@@ -31,6 +31,12 @@ test: setup
 eval: setup
 	$(BIN)/rag eval ../shared/gold/dev.jsonl --mode all
 	$(BIN)/rag eval eval/gold.jsonl --mode all
+
+# Re-fit the abstention model (rag/abstain.json) from the code as it is: deterministic
+# (same index, same features, plain gradient descent from zeros). Fitted on eval/gold.jsonl,
+# so abstention figures on that set are in-sample; dev and SQuAD validation are held out.
+calibrate: index
+	$(BIN)/python eval/calibrate.py eval/gold.jsonl
 
 fuzz: setup
 	RAG_FUZZ_LONG=1 $(BIN)/python -m pytest -q -ra -m fuzz tests

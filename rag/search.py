@@ -36,7 +36,7 @@ MIN_TRIM_SHARE = 0.3  # a chunk trimmed of already-shown text must keep this sha
 class Abstainer:
     """Logistic model of P(answerable) over answer_features()."""
 
-    weights: tuple[float, float, float]
+    weights: tuple[float, ...]  # one per feature of answer_features()
     bias: float
     threshold: float = 0.5
 
@@ -44,7 +44,10 @@ class Abstainer:
     def bundled(cls) -> Abstainer:
         """Coefficients fitted on eval/gold.jsonl (see eval/calibrate.py)."""
         data = json.loads(resources.files("rag").joinpath("abstain.json").read_text())
-        return cls(tuple(data["weights"]), data["bias"], data["threshold"])  # type: ignore[arg-type]
+        if len(data["weights"]) != N_FEATURES:
+            raise ConfigError(f"rag/abstain.json has {len(data['weights'])} weights for "
+                              f"{N_FEATURES} features; re-fit it with `make calibrate`")
+        return cls(tuple(data["weights"]), data["bias"], data["threshold"])
 
     def confidence(self, *features: float) -> float:
         """P(answerable) in [0, 1]."""
@@ -53,6 +56,7 @@ class Abstainer:
 
 
 QueryCache = LRU  # question -> unit vector
+N_FEATURES = 4  # answer_features(): top dense, highlight cosine, lexical coverage, type match
 
 
 def file_mask(gen: Generation, globs: Sequence[str] | None) -> np.ndarray | None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from rag.corpus import LineIndex, Skipped, load_corpus, parse_metadata
 from rag.errors import CorpusError
 
-from .conftest import CORPUS, SHARED
+from .conftest import CORPUS, SHARED, need_shared
 
 
 def _write(root: Path, rel: str, data: bytes) -> None:
@@ -253,8 +253,8 @@ def test_lines_are_inclusive() -> None:
 
 # --- the repo's corpus is the shared one -----------------------------------------------------
 
-@pytest.mark.skipif(not (SHARED / "corpus").is_dir(), reason="needs ../shared/corpus")
 def test_repo_corpus_equals_shared_corpus_byte_for_byte() -> None:
+    need_shared(SHARED / "corpus")
     ours, shared = _files(CORPUS), _files(SHARED / "corpus")
     assert sorted(ours) == sorted(shared)
     for rel, data in shared.items():

@@ -5,6 +5,13 @@ Each run indexes a new corpus state (the original files plus one distinct senten
 generation left after a kill can be told apart: its per-document hashes must equal either
 the state the index held before the run or the state the run was building, and every chunk
 must be that state's text at its offsets.
+
+Kill points are drawn inside the write phase, not in time: a first run counts the file
+events of a build inside the index folder (every open, rename, replace, remove, mkdir,
+sqlite connect from the first write of the new generation on: tests/helpers_index.py
+stop-at-io), then each run stops itself at one of them (SIGSTOP) and is SIGKILLed there:
+17 drawn at random and the last three (the pointer's replace, the folder fsync, the sweep). So every kill hits the
+write phase, whatever the machine's speed, and the test has no time budget.
 """
 
 from __future__ import annotations
@@ -25,10 +32,9 @@ from rag.store import TMP_PREFIX, list_generations, open_current, read_current
 
 from .conftest import CORPUS, ROOT
 
-KILLS = 20  # SIGKILLs that hit a running process
-MAX_RUNS = 60  # runs that finish before their kill do not count; stop trying after this
-BUDGET_S = 80.0  # the whole test stays under 90 s
+KILLS = 20  # SIGKILLs, each at a file event of the write phase
 SEED = 20250901
+HELPER = Path(__file__).with_name("helpers_index.py")
 
 State = dict[str, bytes]  # corpus file -> bytes
 
@@ -58,6 +64,23 @@ def _hashes(state: State) -> dict[str, str]:
     return {rel: hashlib.sha256(data).hexdigest() for rel, data in state.items()}
 
 
+def _wait_stopped(proc: subprocess.Popen[bytes], limit_s: float = 120.0) -> bool:
+    """True once the process has stopped itself (state T), False if it exited first.
+    (The limit only bounds a hang; nothing is asserted about speed.)"""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            state = ""
+        if state == "T":
+            return True
+        time.sleep(0.01)
+    raise AssertionError(f"pid {proc.pid} neither stopped nor exited in {limit_s} s")
+
+
 def test_sigkill_during_index_always_leaves_a_complete_generation(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
         ) -> None:
@@ -65,59 +88,53 @@ def test_sigkill_during_index_always_leaves_a_complete_generation(
     corpus, index = tmp_path / "corpus", tmp_path / "index"
     shutil.copytree(CORPUS, corpus)
     original = _read_corpus(corpus)
-    cmd = [sys.executable, "-m", "rag.cli", "index", "--corpus", str(corpus),
-           "--index", str(index), "--model", "fake", "--full"]
+    args = ["index", "--corpus", str(corpus), "--index", str(index), "--model", "fake", "--full"]
+    cmd = [sys.executable, "-m", "rag.cli", *args]
 
-    # how long one full build takes, start to exit (it also publishes state 0)
+    # one full build publishes state 0; a second counts the file events of a build
     states: dict[int, State] = {0: _write_state(corpus, original, 0)}
-    took = []
-    for _ in range(2):
-        t0 = time.monotonic()
-        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
-        took.append(time.monotonic() - t0)
-        assert done.returncode == 0, done.stderr
-    duration = sum(took) / len(took)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([sys.executable, str(HELPER), "stop-at-io:0", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    events = int(done.stderr.strip().splitlines()[-1].split()[-1])
+    assert events >= 20, done.stderr  # sqlite, faiss x2, lexical files, manifest, publish
 
     rng = random.Random(SEED)
     prev = 0  # the corpus state of the generation the index holds before a run
-    kills = finished = old = new = tmp_left = 0
-    run = 0
-    while kills < KILLS:
-        assert run < MAX_RUNS, f"only {kills} of {run} runs were still going at their kill"
-        assert time.monotonic() - t_start < BUDGET_S, f"out of time after {kills} kills"
-        run += 1
+    kills = old = new = tmp_left = 0
+    points: list[int] = []
+    # random points, plus the last three events (the pointer's replace and after), so that
+    # both outcomes, the old and the new generation, are always exercised
+    draw = rng.sample(range(1, events - 2), KILLS - 3) + [events - 2, events - 1, events]
+    for run, point in enumerate(draw, 1):
         states[run] = _write_state(corpus, original, run)
-        delay = rng.uniform(0.0, 1.2 * duration)
+        points.append(point)
 
         before = _temp_folders(index)
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        try:
-            proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
+        proc = subprocess.Popen([sys.executable, str(HELPER), f"stop-at-io:{point}", *args],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stopped = _wait_stopped(proc)
+        assert stopped, f"run {run} exited ({proc.returncode}) before its event {point}"
+        proc.send_signal(signal.SIGKILL)
         rc = proc.wait(timeout=30)
-        killed = rc == -signal.SIGKILL
-        if killed:
-            kills += 1
-        else:
-            finished += 1
-            assert rc == 0, f"run {run} exited {rc} without being killed"
-
+        assert rc == -signal.SIGKILL
+        kills += 1
         leftovers = _temp_folders(index)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="rag"):
             gen = open_current(index)
         try:
             # CURRENT itself names a complete generation: no fallback was needed
-            assert read_current(index) == gen.name, (run, delay)
-            assert not caplog.records, (run, delay, caplog.text)
+            assert read_current(index) == gen.name, (run, point)
+            assert not caplog.records, (run, point, caplog.text)
             assert gen.folder.parent == index / "generations"
             assert not gen.name.startswith(TMP_PREFIX) and gen.name not in leftovers
 
             docs = {rel: d["sha256"] for rel, d in gen.manifest["documents"].items()}
             match = [s for s in (prev, run) if docs == _hashes(states[s])]
-            assert match, f"run {run} (killed={killed}, {delay:.3f} s): {gen.name} matches " \
+            assert match, f"run {run} (killed at event {point}): {gen.name} matches " \
                           f"neither state {prev} nor state {run}"
             state = match[0]
             assert {f.path: f.sha256 for f in gen.files} == docs
@@ -131,16 +148,13 @@ def test_sigkill_during_index_always_leaves_a_complete_generation(
         finally:
             gen.close()
 
-        if not killed:
-            assert state == run, f"run {run} finished but {gen.name} holds state {state}"
-        if killed:
-            new += state == run
-            old += state != run
-            tmp_left += bool(leftovers - before)  # killed while writing its generation
+        new += state == run
+        old += state != run
+        tmp_left += bool(leftovers - before)  # killed while writing its generation
         prev = state
 
     # a clean run afterwards publishes the last state and sweeps every leftover
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert not _temp_folders(index)
     assert not list(index.glob(f"{TMP_PREFIX}*"))
@@ -153,8 +167,9 @@ def test_sigkill_during_index_always_leaves_a_complete_generation(
 
     elapsed = time.monotonic() - t_start
     with capsys.disabled():
-        print(f"\ncrash test: {kills}/{kills} kills left a loadable generation "
-              f"({old} old, {new} new; {tmp_left} left a {TMP_PREFIX} folder that was never "
-              f"loaded); {finished} runs finished before their kill; one build "
-              f"{duration:.2f} s, kills drawn in [0, {1.2 * duration:.2f}] s; {elapsed:.1f} s")
-    assert elapsed < 90
+        print(f"\ncrash test: {kills}/{KILLS} kills at file events of the write phase left a "
+              f"loadable generation ({old} old, {new} new; {tmp_left} left a {TMP_PREFIX} folder "
+              f"that was never loaded); a build has {events} file events, kill points "
+              f"{sorted(points)}; {elapsed:.1f} s")
+    assert kills == KILLS
+    assert old and new, "the kill points should reach both sides of the publish"

@@ -75,12 +75,33 @@ def test_query_cache_is_bounded_and_can_be_switched_off() -> None:
 
 def test_direct_onnx_path_only_for_shapes_it_reproduces() -> None:
     """Anything but Transformer -> mean/CLS Pooling (-> Normalize) keeps sentence-transformers'
-    own encode: the direct path must never silently change a model's vectors."""
+    own encode: the direct path must never silently change a model's vectors. The fakes have a
+    session and a tokenizer, so each refusal comes from the shape check itself (the accepted
+    shapes prove the fakes pass every other check)."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+
     from rag.embedding import DirectOnnx, mean_pool
+
+    class Io:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    class Session:
+        def get_inputs(self) -> list[Io]:
+            return [Io("input_ids"), Io("attention_mask")]
+
+        def get_outputs(self) -> list[Io]:
+            return [Io("last_hidden_state")]
+
+        def run(self, *a: object) -> None:
+            raise AssertionError("not called by DirectOnnx.of")
 
     class Transformer:
         do_lower_case = False
-        auto_model = None
+
+        def __init__(self, session: object = Session()) -> None:
+            self.auto_model = type("AutoModel", (), {"model": session})()
 
     class Pooling:
         def __init__(self, cfg: dict) -> None:  # type: ignore[type-arg]
@@ -89,15 +110,32 @@ def test_direct_onnx_path_only_for_shapes_it_reproduces() -> None:
         def get_config_dict(self) -> dict:  # type: ignore[type-arg]
             return self.cfg
 
+    class Normalize:
+        pass
+
     class Dense:
         pass
 
     class St(list):  # type: ignore[type-arg]
-        tokenizer = None
+        tokenizer = type("Tok", (), {"backend_tokenizer": Tokenizer(
+            WordLevel({"[UNK]": 0, "hello": 1}, unk_token="[UNK]"))})()
         max_seq_length = 8
 
-    assert DirectOnnx.of(St([Transformer(), Pooling({"pooling_mode": "mean"})])) is None  # no session
-    assert DirectOnnx.of(St([Transformer(), Pooling({"pooling_mode": "mean"}), Dense()])) is None
+    mean = {"pooling_mode": "mean"}
+    # accepted: the fakes pass every check but the shape
+    assert DirectOnnx.of(St([Transformer(), Pooling(mean)])) is not None
+    assert DirectOnnx.of(St([Transformer(), Pooling(mean), Normalize()])) is not None
+    assert DirectOnnx.of(St([Transformer(), Pooling(
+        {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False})])) is not None
+    # refused by the shape check
     assert DirectOnnx.of(St([Transformer(), Pooling({"pooling_mode": "max"})])) is None
+    assert DirectOnnx.of(St([Transformer(), Pooling(
+        {"pooling_mode_max_tokens": True, "pooling_mode_mean_tokens": False})])) is None
+    assert DirectOnnx.of(St([Transformer(), Pooling(
+        {"pooling_mode_mean_tokens": True, "pooling_mode_cls_token": True})])) is None
+    assert DirectOnnx.of(St([Transformer(), Pooling(mean), Dense()])) is None
+    assert DirectOnnx.of(St([Transformer(), Pooling({**mean, "include_prompt": False})])) is None
+    # and without a session (torch backend) there is nothing to call directly
+    assert DirectOnnx.of(St([Transformer(session=None), Pooling(mean)])) is None
     tokens = np.array([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]], dtype=np.float32)
     assert mean_pool(tokens, np.array([[1, 1, 0]])).tolist() == [[2.0, 3.0]]  # padding ignored

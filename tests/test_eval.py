@@ -11,7 +11,7 @@ import pytest
 
 from rag.evaluate import (Evidence, covered, first_hit_rank, load_gold, mrr, ndcg, recall_at)
 
-from .conftest import CORPUS, DEV_GOLD, OWN_GOLD, ROOT
+from .conftest import CORPUS, DEV_GOLD, OWN_GOLD, ROOT, need_shared
 
 
 def test_covered_counts_the_union_once() -> None:
@@ -39,9 +39,8 @@ def test_rank_metrics_by_hand() -> None:
 
 def test_gold_quotes_are_verbatim() -> None:
     """Every evidence quote of both gold sets stands at its offsets and lines."""
+    need_shared(DEV_GOLD)
     for path in (OWN_GOLD, DEV_GOLD):
-        if not path.exists():
-            continue
         for line in path.read_text(encoding="utf-8").splitlines():
             d = json.loads(line)
             for e in d["evidence"]:
@@ -57,9 +56,9 @@ def test_own_gold_shape() -> None:
     assert len(items) >= 80
     assert sum(not i.answerable for i in items) >= 15
     assert {e.file for i in items for e in i.evidence} == {p.name for p in CORPUS.iterdir()}
-    if DEV_GOLD.exists():
-        dev = {i.question for i in load_gold(DEV_GOLD)}
-        assert not dev & {i.question for i in items}
+    need_shared(DEV_GOLD)
+    dev = {i.question for i in load_gold(DEV_GOLD)}
+    assert not dev & {i.question for i in items}
 
 
 @pytest.mark.parametrize("gold,min_r5,min_mrr", [
@@ -69,8 +68,7 @@ def test_own_gold_shape() -> None:
 def test_quality_gate(real_index, gold: Path, min_r5: float, min_mrr: float,
                       tmp_path: Path) -> None:
     """The CLI gate CI relies on: exits 0 above the thresholds, writes the JSON report."""
-    if not gold.exists():
-        pytest.skip(f"{gold} not present")
+    need_shared(gold)
     out = tmp_path / "eval.json"
     run = subprocess.run(
         [sys.executable, "-m", "rag.cli", "eval", str(gold), "--mode", "all",
