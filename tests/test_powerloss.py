@@ -48,7 +48,6 @@ RUNS = int(os.environ.get("RAG_POWERLOSS_RUNS",
                           "500" if os.environ.get("RAG_FUZZ_LONG") else "50"))
 SEED = 20250917
 FRESH_EVERY = 8  # every 8th run builds the very first generation (nothing to fall back on)
-BUDGET_S = 150.0 if RUNS <= 50 else 30.0 * RUNS
 
 Listing = dict[str, tuple[int, bool]]  # name -> (inode, is folder)
 State = dict[str, str]  # corpus file -> text
@@ -400,7 +399,6 @@ def test_power_loss_at_any_durability_event_serves_old_or_new(
     phases = {"before": 0, "replaced": 0, "durable": 0}
     damage: dict[str, int] = {}
     for run in range(1, RUNS + 1):
-        assert time.monotonic() - t0 < BUDGET_S, f"out of time after {run - 1} runs"
         fresh = run % FRESH_EVERY == 0
         n = len(events[fresh])
         crash_at = rng.randint(0, n)  # n: the power goes after the last event

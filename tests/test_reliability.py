@@ -4,7 +4,7 @@ memory cost, overload shedding and recovery, exact citations on generated corpor
 bodies that never show a trace or a server path.
 
 Each test prints its figure. `make fuzz` (RAG_FUZZ_LONG=1) runs the long versions; the sizes
-can also be set one by one: RAG_FUZZ_KILLS, RAG_HOTSWAP_SECONDS, RAG_PROPERTY_EXAMPLES.
+can also be set one by one: RAG_FUZZ_KILLS, RAG_HOTSWAPS, RAG_PROPERTY_EXAMPLES.
 """
 
 from __future__ import annotations
@@ -44,11 +44,12 @@ from .conftest import CORPUS, ROOT
 from .serverutil import HOST, Server, get_json, running_server
 
 LONG = bool(os.environ.get("RAG_FUZZ_LONG"))
-KILLS = int(os.environ.get("RAG_FUZZ_KILLS", "500" if LONG else "100"))
-HOTSWAP_S = float(os.environ.get("RAG_HOTSWAP_SECONDS", "300" if LONG else "60"))
+KILLS = int(os.environ.get("RAG_FUZZ_KILLS", "500" if LONG else "50"))
+HOTSWAPS = int(os.environ.get("RAG_HOTSWAPS", "500" if LONG else "100"))  # re-indexes
 EXAMPLES = int(os.environ.get("RAG_PROPERTY_EXAMPLES", "400" if LONG else "40"))
 SEED = 20250917
-CLIENT_TIMEOUT_S = 10.0
+CLIENT_TIMEOUT_S = 30.0  # a request this slow counts as a failure (a hang, not slowness)
+OVERLOAD_REQUESTS = 800  # per crowd of 32 clients
 RELOAD = {"RAG_RELOAD_INTERVAL_S": "0.2"}
 
 QUESTIONS = ["What share of the world's population lives in SCO countries?",
@@ -192,6 +193,12 @@ class Load:
         self._deadline = time.monotonic() + self.max_seconds
         return self
 
+    def join(self, limit_s: float = 600.0) -> None:
+        """Wait until every client has sent its share (max_requests); the limit bounds a hang."""
+        for t in self._pool:
+            t.join(timeout=limit_s)
+        self.stop()
+
     def stop(self) -> None:
         """Stop and join every thread."""
         self._stop.set()
@@ -264,9 +271,12 @@ def check_generation(index: Path, states: dict[int, Snapshot], allowed: tuple[in
 @pytest.mark.fuzz
 def test_sigkill_reindex_while_serving(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                        ) -> None:
+    """KILLS runs of `rag index --full`, each SIGKILLed at a file event of its write phase
+    (tests/helpers_index.py stop-at-io: random events, and the last three of a build, around
+    the pointer's replace), every 10th run left to finish, while a client asks all the time:
+    every kill leaves a complete generation of the old or the new state, the server never
+    answers 5xx and never mixes states. Counts, not time: every kill happens."""
     t_start = time.monotonic()
-    # a slow machine ends the loop early (the figure says so); at least half the kills count
-    budget_s = float(os.environ.get("RAG_FUZZ_KILL_SECONDS", 3.0 * KILLS if LONG else 210.0))
     corpus, index = copy_corpus(tmp_path / "corpus"), tmp_path / "index"
     a_texts = snapshot(corpus)[0]
     b_texts = {name: insert_paragraph(t, "Kill test: the archive moved to the east wing.")
@@ -276,29 +286,33 @@ def test_sigkill_reindex_while_serving(tmp_path: Path, capsys: pytest.CaptureFix
     states[1] = snapshot(corpus)
     assert states[0][1].keys() == states[1][1].keys()
     assert all(states[0][1][k] != states[1][1][k] for k in states[0][1])
-    cmd = [sys.executable, "-m", "rag.cli", "index", "--corpus", str(corpus),
-           "--index", str(index), "--model", "fake", "--full"]
+    args = ["index", "--corpus", str(corpus), "--index", str(index), "--model", "fake", "--full"]
+    helper = str(Path(__file__).with_name("helpers_index.py"))
 
-    took: list[float] = []  # durations of whole builds, measured under the same load
-
-    def index_run(state: int, delay: float | None) -> bool:
-        """One `rag index --full` of a state; SIGKILLed after `delay` s; True if killed."""
+    def index_run(state: int, point: int | None) -> bool:
+        """One `rag index --full` of a state; SIGKILLed at file event `point` of its write
+        phase (None: runs to the end); True if killed."""
         write_texts(corpus, (a_texts, b_texts)[state])
-        t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-        try:
-            proc.wait(timeout=delay if delay is not None else 60)
-            if delay is None:
-                took.append(time.monotonic() - t0)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
+        mode = f"stop-at-io:{point}" if point else "none"
+        proc = subprocess.Popen([sys.executable, helper, mode, *args], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        killed = False
+        if point:
+            deadline = time.monotonic() + 120  # bounds a hang only
+            while proc.poll() is None:
+                assert time.monotonic() < deadline, "rag index neither stopped nor exited"
+                stat = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                if stat[0] == "T":
+                    proc.send_signal(signal.SIGKILL)
+                    killed = True
+                    break
+                time.sleep(0.01)
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        rc = proc.wait(timeout=30)
+        rc = proc.wait(timeout=120)
         if proc.stderr:
             proc.stderr.close()
-        assert rc in (0, -signal.SIGKILL), f"rag index exited {rc}: {err[-2000:]}"
-        return rc != 0
+        assert rc == (-signal.SIGKILL if killed else 0), f"rag index exited {rc}: {err[-2000:]}"
+        return killed
 
     gen_state: dict[str, int] = {}  # every generation CURRENT ever named -> its corpus state
 
@@ -307,44 +321,43 @@ def test_sigkill_reindex_while_serving(tmp_path: Path, capsys: pytest.CaptureFix
 
     assert not index_run(0, None)
     record(*check_generation(index, states, (0,)))
-    prev = 0
-    kills = finished = old = new = runs = 0
+    write_texts(corpus, b_texts)
+    counted = subprocess.run([sys.executable, helper, "stop-at-io:0", *args], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+    assert counted.returncode == 0, counted.stderr
+    events = int(counted.stderr.strip().splitlines()[-1].split()[-1])
+    record(*check_generation(index, states, (1,)))
+    prev = 1
+    rng = random.Random(SEED)
+    kills = finished = old = new = 0
     with running_server(corpus, index, tmp_path / "serve.log", model="fake",
                         env=RELOAD) as server:
-        load = Load(server.url, 1, max_requests=100_000, max_seconds=budget_s + 120,
+        load = Load(server.url, 1, max_requests=1_000_000, max_seconds=24 * 3600.0,
                     pause_s=0.02).start()
         try:
-            rng = random.Random(SEED)
-            took.clear()  # the first build ran without the server
-            durations = []
-            while kills < KILLS and time.monotonic() - t_start < budget_s:
-                assert runs < 3 * KILLS, f"only {kills} of {runs} runs were hit by their kill"
+            runs = 0
+            while kills < KILLS:
                 runs += 1
                 state = 1 - prev  # always the other corpus state than the one published
-                # every 10th run is not killed: one build's duration now (the machine's
-                # load drifts), the median of the last three such runs
-                calibrate = runs % 10 in (1, 2) if runs < 10 else runs % 10 == 0
-                delay = None
-                if not calibrate:
-                    durations.append(statistics.median(took[-3:]))
-                    delay = rng.uniform(0.0, 1.2 * durations[-1])
-                killed = index_run(state, delay)
+                point = (None if runs % 10 == 0 else
+                         events - runs % 3 if runs % 10 in (1, 2, 3) else rng.randint(1, events))
+                killed = index_run(state, point)
                 try:
                     name, got = check_generation(index, states, (prev, state))
                 except AssertionError as e:
-                    raise AssertionError(f"run {runs} (state {state}, killed={killed} after "
-                                         f"{delay} s): {e}") from e
+                    raise AssertionError(f"run {runs} (state {state}, killed={killed} at "
+                                         f"event {point} of {events}): {e}") from e
                 record(name, got)
                 if killed:
                     kills += 1
                     new += got == state
                     old += got == prev
                 else:
-                    finished += delay is not None
+                    finished += 1
                     assert got == state
                 prev = got
-            # the server follows the last generation
-            deadline = time.monotonic() + 10
+            # the server follows the last generation (an event; the limit bounds a hang)
+            deadline = time.monotonic() + 60
             while get_json(f"{server.url}/readyz")[1]["generation"] != name:
                 assert time.monotonic() < deadline, "the last generation was not picked up"
                 time.sleep(0.1)
@@ -360,15 +373,13 @@ def test_sigkill_reindex_while_serving(tmp_path: Path, capsys: pytest.CaptureFix
         served[gen] += 1
     fivexx = sum(n for s, n in load.statuses.items() if s >= 500)
     elapsed = time.monotonic() - t_start
-    short = f" (time budget {budget_s:.0f} s reached before {KILLS})" if kills < KILLS else ""
     with capsys.disabled():
-        print(f"\nkill under load: {kills}/{kills} kills{short} left a loadable generation "
-              f"({old} old, {new} new), 0 corrupted or mixed, "
-              f"{finished} runs finished first; server: {load.total} requests, {fivexx} 5xx, "
-              f"{len(load.failures)} failures, {len(served)} generations answered; one build "
-              f"{min(durations):.2f}-{max(durations):.2f} s (kills drawn in [0, 1.2 x that]); "
-              f"{elapsed:.0f} s")
-    assert kills >= max(1, KILLS // 2), f"only {kills} of {KILLS} kills fit in {budget_s} s"
+        print(f"\nkill under load: {kills}/{KILLS} kills at file events of the write phase "
+              f"({events} events a build) left a loadable generation ({old} old, {new} new), "
+              f"0 corrupted or mixed, {finished} runs left to finish; server: {load.total} "
+              f"requests, {fivexx} 5xx, {len(load.failures)} failures, {len(served)} "
+              f"generations answered; {elapsed:.0f} s")
+    assert kills == KILLS and old and new
     assert dict(load.statuses) == {200: len(load.answers)}, (load.statuses, load.bodies)
     assert not load.failures, load.failures[:5]
     assert len(load.answers) >= KILLS, "the client thread hardly ran"
@@ -397,22 +408,26 @@ def test_hot_swap_under_load(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     builds = 0
     with running_server(corpus, settings.index_dir, tmp_path / "serve.log", model="fake",
                         env=RELOAD) as server:
-        load = Load(server.url, 4, max_requests=1_000_000, max_seconds=HOTSWAP_S + 60).start()
+        load = Load(server.url, 4, max_requests=10_000_000, max_seconds=24 * 3600.0).start()
         t0 = time.monotonic()
         try:
-            while time.monotonic() - t0 < HOTSWAP_S and builds < 10_000:
+            while builds < HOTSWAPS:
                 builds += 1
                 path = corpus / names[builds % len(names)]
                 path.write_bytes(insert_paragraph(
                     path.read_bytes().decode("utf-8"),
                     f"Swap {builds}: the council logged update number {builds}.").encode())
                 last = reindex()
-                time.sleep(0.2)
-            deadline = time.monotonic() + 10
-            while get_json(f"{server.url}/readyz")[1]["generation"] != last:
-                assert time.monotonic() < deadline, "the last generation was not picked up"
-                time.sleep(0.05)
-            time.sleep(0.5)
+                # events, not delays: the server switches, then a client gets an answer from
+                # the new generation (the limits bound a hang only)
+                deadline = time.monotonic() + 60
+                while get_json(f"{server.url}/readyz")[1]["generation"] != last:
+                    assert time.monotonic() < deadline, f"{last} was not picked up"
+                    time.sleep(0.02)
+                while not any(g == last for g, _ in load.answers[-50:]):
+                    assert time.monotonic() < deadline, f"no answer from {last}"
+                    assert not load.failures, load.failures[:5]
+                    time.sleep(0.02)
         finally:
             load.stop()
         elapsed = time.monotonic() - t0
@@ -432,7 +447,7 @@ def test_hot_swap_under_load(tmp_path: Path, capsys: pytest.CaptureFixture[str])
               f"{1000 * sorted(load.latencies)[int(0.99 * len(load.latencies))]:.0f} ms")
     assert errors == 0, (load.statuses, load.failures[:5], load.bodies)
     assert last in seen
-    assert len(seen) >= min(10, builds // 2), (len(seen), builds)
+    assert len(seen) == builds + 1, (len(seen), builds)  # every generation answered
     assert "Traceback" not in log_text, log_text[-5000:]
 
 
@@ -470,7 +485,7 @@ def oversized(c: httpx.Client, size: int, chunked: bool) -> tuple[int, float, st
     return r.status_code, time.monotonic() - t0, r.text
 
 
-def test_limits_are_fast_and_oversized_bodies_cost_no_memory(
+def test_limits_answer_413_422_and_oversized_bodies_cost_no_memory(
         plain: Plain, capsys: pytest.CaptureFixture[str]) -> None:
     worst: dict[str, float] = {}
     with client(plain.server.url) as c:
@@ -512,8 +527,7 @@ def test_limits_are_fast_and_oversized_bodies_cost_no_memory(
               f"{1000 * worst['413']:.0f} ms, 422 {1000 * worst['422']:.0f} ms; 1000 x 200 KB "
               f"in {spent:.1f} s: server RSS {before / 1024:.1f} -> {after / 1024:.1f} MB "
               f"({grown_mb:+.1f} MB)")
-    assert worst["413"] < 2.0 and worst["422"] < 2.0, worst
-    assert grown_mb < 20, grown_mb
+    assert grown_mb < 20, grown_mb  # latencies are printed above, not asserted
     assert plain.server.proc.poll() is None
 
 
@@ -549,30 +563,27 @@ def test_overload_sheds_with_429_and_503_then_recovers(
 
     # half the clients keep their connection (uvicorn's connection limit: 503), half open
     # one per request (so some get in and meet the question gate: 429)
-    keep = Load(url, 32, max_requests=1_000_000, max_seconds=5.0).start()
-    fresh = Load(url, 32, max_requests=1_000_000, max_seconds=5.0, keepalive=False).start()
-    time.sleep(5.0)
-    keep.stop()
-    fresh.stop()
+    keep = Load(url, 32, max_requests=OVERLOAD_REQUESTS, max_seconds=600.0).start()
+    fresh = Load(url, 32, max_requests=OVERLOAD_REQUESTS, max_seconds=600.0,
+                 keepalive=False).start()
+    keep.join()
+    fresh.join()
     statuses = keep.statuses + fresh.statuses
     failures = keep.failures + fresh.failures
     worst = max(keep.latencies + fresh.latencies)
 
+    # recovery is an event: right after the crowd, every single question is answered again
     t0 = time.monotonic()
-    after = statistics.median(single_latencies(url, 30))
-    while after > 3 * baseline + 0.005 and time.monotonic() - t0 < 15:
-        time.sleep(0.5)
-        after = statistics.median(single_latencies(url, 30))
+    after = single_latencies(url, 30)  # asserts 200 for each
     with capsys.disabled():
-        print(f"\noverload: 64 clients for 5 s -> {dict(sorted(statuses.items()))}, "
-              f"{len(failures)} failures, max latency {worst:.2f} s; single-request median "
-              f"{1000 * baseline:.1f} ms before, {1000 * after:.1f} ms after "
-              f"({time.monotonic() - t0:.1f} s to settle)")
+        print(f"\noverload: 64 clients, {2 * OVERLOAD_REQUESTS} requests -> "
+              f"{dict(sorted(statuses.items()))}, {len(failures)} failures, max latency "
+              f"{worst:.2f} s; single-request median {1000 * baseline:.1f} ms before, "
+              f"{1000 * statistics.median(after):.1f} ms right after "
+              f"({time.monotonic() - t0:.1f} s for 30)")
     assert not failures, failures[:5]
     assert set(statuses) <= {200, 429, 503}, statuses
     assert statuses[200] and statuses[503], statuses
-    assert worst < CLIENT_TIMEOUT_S
-    assert after <= 3 * baseline + 0.005, (baseline, after)
     assert crowded.proc.poll() is None
 
 
