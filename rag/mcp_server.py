@@ -9,6 +9,7 @@ server path. Imported only by ``rag mcp``: the rest of rag never loads the MCP S
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import threading
@@ -132,7 +133,8 @@ def reply(make: Callable[[], BaseModel], hide: tuple[Path, ...]) -> CallToolResu
 def _tool(fn: Callable[..., Any], title: str, request: type[BaseModel] | None = None) -> Tool:
     """A read-only tool whose published input schema is `request`'s, the model its arguments
     are checked with (the SDK's own check would answer in several lines of pydantic)."""
-    tool = Tool.from_function(fn, title=title, annotations=READ_ONLY)
+    tool = Tool.from_function(fn, title=title, description=inspect.cleandoc(fn.__doc__ or ""),
+                              annotations=READ_ONLY)
     if request is not None:
         tool.parameters = request.model_json_schema()
     return tool
