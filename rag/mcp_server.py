@@ -109,7 +109,7 @@ def invalid_arguments(e: ValidationError) -> str:
 
 def tool_error(message: str) -> CallToolResult:
     """An MCP tool error: the one line the CLI would print."""
-    return CallToolResult(content=[TextContent(text="error: " + " ".join(message.split()))],
+    return CallToolResult(content=[TextContent(text="error: " + " ".join(message.splitlines()))],
                           is_error=True)
 
 
@@ -155,12 +155,7 @@ class _Server(MCPServer[Any]):
             return []
         template = UriTemplate.parse(DOCUMENT_URI)
         return [Resource(uri=template.expand({"path": f.path}), name=f.path, title=f.title,
-                         mime_type=mime_type(f.path), size=f.size) for f in gen.files]
-
-
-def mime_type(path: str) -> str:
-    """text/markdown for .md files, else text/plain."""
-    return "text/markdown" if path.lower().endswith(".md") else "text/plain"
+                         mime_type="text/plain", size=f.size) for f in gen.files]
 
 
 # ---------------------------------------------------------------- server
@@ -217,7 +212,8 @@ def create_server(settings: Settings, searcher: Searcher | None = None,
                _tool(list_documents, "List the documents")])
 
     @server.resource(DOCUMENT_URI, name="document", title="A document of the corpus",
-                     description="The text of an indexed document as it is on disk now.")
+                     description="The text of an indexed document as it is on disk now.",
+                     mime_type="text/plain")
     def document(path: str) -> str:
         try:
             out = document_span(settings.corpus_dir, searcher.generation, path,
