@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 VENV_BIN = Path(sys.executable).parent
 PACKAGES = ("torch", "sentence-transformers", "onnxruntime", "faiss-cpu", "bm25s", "numpy",
-            "fastapi", "uvicorn", "httpx")
+            "fastapi", "uvicorn", "httpx", "mcp")
 
 
 def pcts(xs: Sequence[float]) -> dict[str, float]:

@@ -321,6 +321,51 @@ def http(duration_s: float) -> dict[str, Any]:
     return out
 
 
+# ---------------------------------------------------------------- 7. MCP over stdio
+
+def mcp_cold_start(reps: int, index_dir: Path = SEED_INDEX) -> dict[str, Any]:
+    """Cold start to first answer over stdio, the way a desktop assistant starts rag: the MCP
+    SDK's stdio client spawns `rag mcp`, initialises, calls `ask` once; wall time from the spawn
+    to the answer (model load, index load and the question included), `reps` new processes."""
+    import anyio
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    qs = dev_questions()
+    params = StdioServerParameters(
+        command=str(VENV_BIN / "rag"), args=["mcp", "--corpus", str(CORPUS), "--index",
+                                             str(index_dir)],
+        env=dict(os.environ), cwd=str(ROOT))  # the benchmark's own environment (RAG_*, paths)
+
+    async def once(question: str, errlog: Any) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        async with stdio_client(params, errlog=errlog) as (read, write), \
+                ClientSession(read, write) as session:
+            await session.initialize()
+            t1 = time.perf_counter()
+            res = await session.call_tool("ask", {"question": question},
+                                          read_timeout_seconds=300)
+            t2 = time.perf_counter()
+        t3 = time.perf_counter()  # the client closed stdin and waited for the exit
+        if res.is_error or not (res.structured_content or {}).get("passages"):
+            raise RuntimeError(f"ask over stdio failed: {res.content}")
+        return {"initialize_s": t1 - t0, "first_answer_s": t2 - t0, "ask_s": t2 - t1,
+                "shutdown_s": t3 - t2, "loadavg": loadavg()}
+
+    runs = []
+    for i in range(reps):
+        la = loadavg()
+        with open(OUT / "mcp-stdio.log", "a") as errlog:  # the servers' stderr
+            x = anyio.run(once, qs[i % len(qs)], errlog)
+        x["loadavg_before"] = la
+        runs.append(x)
+        log(f"MCP stdio cold start {i + 1}: handshake {x['initialize_s']:.2f} s, first answer "
+            f"{x['first_answer_s']:.2f} s")
+    return {"runs": runs, "reps": reps,
+            "median_first_answer_s": float(np.median([x["first_answer_s"] for x in runs])),
+            "median_initialize_s": float(np.median([x["initialize_s"] for x in runs]))}
+
+
 # ---------------------------------------------------------------- 4b. indexing
 
 def indexing() -> dict[str, Any]:
@@ -505,6 +550,10 @@ def targets(r: dict[str, Any], quick: bool) -> list[tuple[str, str, str, str]]:
             + sum(x["errors"] for x in (get(r, "http", "httpx_runs") or {}).values())
             if runs else None)
     add("HTTP 0 errors (c=1, 8, 32)", errs, lambda v: v == 0, "{:.0f} errors")
+    cold = get(r, "mcp", "median_first_answer_s")  # measured, no target in the issue
+    rows.append(("(no target) MCP over stdio: cold start to first answer (median, section 7)",
+                 "not measured" if cold is None else f"{cold:.2f} s", "n/a",
+                 get(r, "mcp", "error") or "`rag mcp` spawned by the SDK's stdio client"))
     noop = get(r, "indexing", "noop_cli_s")
     add("no-op re-index <= 2 s (`rag index`, wall clock, median of 3)",
         float(np.median(noop)) if noop else None, lambda v: v <= 2, "{:.2f} s",
@@ -829,6 +878,24 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
     L.append(f"\nQueries per mode: {r.get('scale_queries')} (dev questions cycled, 20 warm-up), "
              "modes interleaved. `Searcher.ask` runs both retrievers in every mode (the mode "
              "only picks the fusion), so dense and lexical cost about what hybrid costs.\n")
+    mc = r.get("mcp", {})
+    L.append("## 7. MCP over stdio (`rag mcp`)\n")
+    if "error" in mc:
+        L.append(f"FAILED: {mc['error']}\n")
+    elif mc:
+        L.append("Cold start to first answer, as a desktop assistant starts rag: the MCP SDK's "
+                 "stdio client spawns `rag mcp --corpus corpus --index bench/out/index` (a new "
+                 "process each time), sends `initialize`, then `tools/call ask` with a dev "
+                 "question. Time from the spawn; the model and the index load in the server's "
+                 "background while the handshake is answered, so the first answer includes them."
+                 f" Median of {mc['reps']}: handshake **{mc['median_initialize_s']:.2f} s**, first "
+                 f"answer **{mc['median_first_answer_s']:.2f} s**.\n")
+        L.append(md_table(["run", "handshake s", "first answer s", "ask alone s",
+                           "shutdown s", "load avg before"],
+                          [[i, x["initialize_s"], x["first_answer_s"], x["ask_s"],
+                            x["shutdown_s"], x["loadavg_before"]]
+                           for i, x in enumerate(mc["runs"], 1)]))
+        L.append("")
     L.append("## Section times\n")
     L.append(md_table(["section", "seconds", "load average after"],
                       [[k, f"{v.get('_seconds', 0):.0f}", v.get("_loadavg", "")]
@@ -890,6 +957,7 @@ def main() -> int:
         section(r, "gauss", save_gauss)
         section(r, "inprocess", lambda: inprocess(n_q, 20))
         section(r, "http", lambda: http(5.0 if quick else 15.0))
+        section(r, "mcp", lambda: mcp_cold_start(3))
         section(r, "indexing", indexing)
         chunks_per_s = get(r, "indexing", "chunk_embed", "chunks_per_s") or 0
         # Real embedding of 10k only if it is cheap: the 1M step needs the time budget.

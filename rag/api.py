@@ -22,12 +22,14 @@ from .config import Settings
 from .corpus import LineIndex
 from .errors import (ConfigError, DocumentNotFoundError, IndexCorruptError, IndexMismatchError,
                      IndexMissingError, OverloadedError, RagError)
-from .search import Searcher
+from .search import Searcher, follow_generations
+from .store import Generation
 from .types import Answer
 
 log = logging.getLogger(__name__)
 
 MAX_QUESTION = 2000
+MAX_CONTEXT = 10_000  # characters of context either side of a span
 NO_NUL = r"^[^\x00]*$"
 EXAMPLE_Q = "What share of the world's population lives in SCO countries?"
 
@@ -47,7 +49,9 @@ class AskRequest(BaseModel):
                           description="The question, 1..2000 characters after stripping "
                                       "(no NUL characters).")
     top_k: int = Field(5, ge=1, le=50, description="How many passages, 1..50.")
-    mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
+    mode: Literal["hybrid", "dense", "lexical"] = Field(
+        "hybrid", description="hybrid (dense + BM25, the best), dense (meaning) or lexical "
+                              "(words).")
     files: list[Annotated[str, Field(min_length=1, max_length=256, pattern=NO_NUL)]] | None = Field(
         None, max_length=32, description="Glob filters on the cited file path, e.g. ['sco-*'].")
 
@@ -174,17 +178,45 @@ def answer_out(a: Answer) -> AskResponse:
                        index=IndexOut(**a.index.__dict__), timings_ms=a.timings_ms)
 
 
-def resolve_document(corpus_dir: Path, path: str, known: set[str]) -> Path:
+def resolve_document(corpus_dir: Path, path: str, known: set[str],
+                     listing: str = "GET /documents") -> Path:
     """The file for an indexed path, strictly inside the corpus folder."""
     if "\x00" in path or "\\" in path or path.startswith("/") or ".." in path.split("/"):
         raise DocumentNotFoundError(f"document path {path!r} is not a corpus path")
     if path not in known:
-        raise DocumentNotFoundError(f"document {path!r} is not in the index; see GET /documents")
+        raise DocumentNotFoundError(f"document {path!r} is not in the index; see {listing}")
     root = corpus_dir.resolve()
     full = (root / path).resolve()
     if not full.is_relative_to(root) or not full.is_file():
         raise DocumentNotFoundError(f"document {path!r} is not inside the corpus folder")
     return full
+
+
+def document_span(corpus_dir: Path, gen: Generation, path: str, start: int | None = None,
+                  end: int | None = None, context: int = 300,
+                  listing: str = "GET /documents") -> DocumentSpanOut:
+    """A document as it is on disk now (sha256, stale flag); with start/end, that span and
+    `context` characters either side. Shared by GET /documents/{path} and MCP read_span."""
+    full = resolve_document(corpus_dir, path, set(gen.file_by_path), listing)
+    rec = gen.file_by_path[path]
+    data = full.read_bytes()
+    text = data.decode("utf-8", errors="replace")
+    sha = hashlib.sha256(data).hexdigest()
+    out = DocumentSpanOut(path=path, title=rec.title, date=rec.date, sha256=sha,
+                          indexed_sha256=rec.sha256, stale=sha != rec.sha256, length=len(text))
+    if start is None and end is None:
+        out.text = text
+        return out
+    a = start or 0
+    b = len(text) if end is None else end
+    if not a <= b <= len(text):
+        raise DocumentNotFoundError(f"span start={a} end={b} is outside the document "
+                                    f"(0..{len(text)}); ask for 0 <= start <= end <= length")
+    ls, le = LineIndex(text).lines(a, b)
+    out.span = SpanOut(start=a, end=b, line_start=ls, line_end=le, text=text[a:b])
+    out.before = text[max(0, a - context):a]
+    out.after = text[b:b + context]
+    return out
 
 
 class Gate:
@@ -271,14 +303,19 @@ def _offline_docs(app: FastAPI) -> None:
                                    swagger_favicon_url="/docs-static/favicon-32x32.png")
 
 
-def _json_error(status: int, error: str, detail: Any = None,
-                hide: tuple[Path, ...] = ()) -> JSONResponse:
-    for p in hide:  # never show the server's folders: the configured ones by name...
+def public_message(error: str, hide: tuple[Path, ...] = ()) -> str:
+    """An error message fit to send: the server's folders never show."""
+    for p in hide:  # the configured folders by name...
         for form in {str(p.resolve()), str(p)}:
             if form not in (".", ""):
                 error = error.replace(form, p.resolve().name)
-    error = _ABS_DIRS.sub("", error)  # ...and any other absolute path
-    return JSONResponse(ErrorOut(error=error, detail=detail).model_dump(), status_code=status)
+    return _ABS_DIRS.sub("", error)  # ...and any other absolute path without its folders
+
+
+def _json_error(status: int, error: str, detail: Any = None,
+                hide: tuple[Path, ...] = ()) -> JSONResponse:
+    return JSONResponse(ErrorOut(error=public_message(error, hide), detail=detail).model_dump(),
+                        status_code=status)
 
 
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -305,16 +342,6 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
     """The service: POST /ask, documents, health; follows new index generations."""
     searcher = searcher or Searcher(settings)
     gate = Gate(settings.max_queue)
-    stop = threading.Event()
-
-    def watcher() -> None:
-        while not stop.wait(settings.reload_interval_s):
-            try:
-                searcher.reload_if_changed()
-            except RagError as e:
-                log.error("not switching generation: %s", e)
-            except Exception:  # keep serving the old generation whatever happens
-                log.exception("generation reload failed")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
@@ -322,11 +349,10 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
             searcher.generation  # load at start when possible; 503s until then
         except RagError as e:
             log.error("no index loaded yet: %s", e)
-        t = threading.Thread(target=watcher, name="generation-watcher", daemon=True)
-        if watch:
-            t.start()
+        stop = follow_generations(searcher, settings.reload_interval_s) if watch else None
         yield
-        stop.set()
+        if stop is not None:
+            stop.set()
 
     app = FastAPI(
         title="rag: cited retrieval QA",
@@ -391,30 +417,9 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
     def document(path: str, s: SearcherDep,
                  start: Annotated[int | None, Query(ge=0)] = None,
                  end: Annotated[int | None, Query(ge=0)] = None,
-                 context: Annotated[int, Query(ge=0, le=10_000)] = 300) -> DocumentSpanOut:
+                 context: Annotated[int, Query(ge=0, le=MAX_CONTEXT)] = 300) -> DocumentSpanOut:
         """The file as it is now (sha256, stale flag); with start/end, that span and context."""
-        gen = s.generation
-        full = resolve_document(settings.corpus_dir, path, set(gen.file_by_path))
-        rec = gen.file_by_path[path]
-        data = full.read_bytes()
-        text = data.decode("utf-8", errors="replace")
-        sha = hashlib.sha256(data).hexdigest()
-        out = DocumentSpanOut(path=path, title=rec.title, date=rec.date, sha256=sha,
-                              indexed_sha256=rec.sha256, stale=sha != rec.sha256,
-                              length=len(text))
-        if start is None and end is None:
-            out.text = text
-            return out
-        a = start or 0
-        b = len(text) if end is None else end
-        if not a <= b <= len(text):
-            raise DocumentNotFoundError(f"span start={a} end={b} is outside the document (0..{len(text)}); "
-                              "ask for 0 <= start <= end <= length")
-        ls, le = LineIndex(text).lines(a, b)
-        out.span = SpanOut(start=a, end=b, line_start=ls, line_end=le, text=text[a:b])
-        out.before = text[max(0, a - context):a]
-        out.after = text[b:b + context]
-        return out
+        return document_span(settings.corpus_dir, s.generation, path, start, end, context)
 
     @app.get("/healthz", summary="Process alive")
     def healthz() -> dict[str, str]:

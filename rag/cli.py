@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import RagError
+from .errors import ConfigError, RagError
 
 EXIT_ERROR = 2
 
@@ -104,6 +104,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """Serve the search to AI assistants over MCP: stdio, or streamable HTTP with --http."""
+    from .mcp_server import serve
+
+    if not args.http and (args.host or args.port):
+        raise ConfigError("--host and --port are for `rag mcp --http`; stdio needs neither")
+    serve(_settings(args), "streamable-http" if args.http else "stdio",
+          args.host or "127.0.0.1", args.port or 8001, args.verbose)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Score the service against a gold file."""
     from dataclasses import asdict
@@ -193,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-concurrency", type=int, default=256,
                    help="connections above this get 503 at once")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("mcp", help="serve AI assistants over MCP (stdio; --http for HTTP)")
+    _add_common(p)
+    p.add_argument("--http", action="store_true",
+                   help="streamable HTTP at http://HOST:PORT/mcp instead of stdio")
+    p.add_argument("--host", help="with --http: address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="with --http: port (default 8001)")
+    p.set_defaults(func=cmd_mcp)
 
     p = sub.add_parser("eval", help="score retrieval against a gold JSONL file")
     _add_common(p)

@@ -18,7 +18,7 @@ import numpy as np
 
 from .config import Settings
 from .embedding import Embedder, MicroBatcher, load_embedder
-from .errors import ConfigError, IndexMismatchError
+from .errors import ConfigError, IndexMismatchError, RagError
 from .fusion import rrf, score_fusion
 from .highlight import coverage, question_weights, sentence_spans
 from .lexical import tokenize
@@ -416,3 +416,22 @@ class Searcher:
             got = (spans, [frozenset(tokenize(sp.text)) for sp in spans])
             self._prepared.put(key, got)
         return got
+
+
+def follow_generations(searcher: Searcher, interval_s: float) -> threading.Event:
+    """Switch `searcher` to each new valid generation, checking CURRENT every `interval_s` in a
+    daemon thread; set the returned event to stop. A generation that fails to load is logged
+    and the old one keeps serving."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(interval_s):
+            try:
+                searcher.reload_if_changed()
+            except RagError as e:
+                log.error("not switching generation: %s", e)
+            except Exception:  # keep serving the old generation whatever happens
+                log.exception("generation reload failed")
+
+    threading.Thread(target=watch, name="generation-watcher", daemon=True).start()
+    return stop
