@@ -599,6 +599,9 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
     L.append(f"`.venv/bin/python bench/run.py{' --quick' if quick else ''}` "
              f"({'quick' if quick else 'full'} run), {mi['date']}; the whole run took "
              f"**{total_s / 60:.1f} min**. Scratch output: `bench/out/` (git-ignored).\n")
+    L.append("Speed and scale only: no retrieval-quality figure is reported here (the README's "
+             "Evaluation section labels each one tuned-on or held-out). Dev gold questions are "
+             "used as timing input only, with the query cache off unless a row says cached.\n")
     L.append("## Machine\n")
     L.append(md_table(["what", "value"], [
         ["CPU", mi["cpu"]], ["cores", mi["cores"]], ["RAM", f"{mi['ram_gib']:.1f} GiB"],
