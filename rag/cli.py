@@ -108,7 +108,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Score the service against a gold file."""
     from dataclasses import asdict
 
-    from .evaluate import check_thresholds, evaluate_mode, format_table, load_gold
+    from .evaluate import (check_thresholds, evaluate_mode, format_table, gated_mode,
+                           load_gold, make_gates)
     from .search import Searcher
 
     settings = _settings(args)
@@ -129,11 +130,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
             for x in r.misses:
                 print(f"  {x['id']} rank={x['rank']} {x['question']}\n"
                       f"     expected {', '.join(x['expected'])}; got {', '.join(x['got'])}")
+    gates = make_gates(args.min_recall_at_5, args.min_mrr, args.min_abstain_recall,
+                       args.max_false_abstain)
+    gated = gated_mode(results)
+    failed = check_thresholds(results[gated].metrics, gates)
     if args.json:
-        args.json.write_text(json.dumps({"gold": str(args.gold), "items": len(items),
-                                         "modes": {m: asdict(r) for m, r in results.items()}},
-                                        indent=2))
-    failed = check_thresholds(results, args.min_recall_at_5, args.min_mrr)
+        args.json.write_text(json.dumps({
+            "gold": str(args.gold), "items": len(items),
+            "modes": {m: asdict(r) for m, r in results.items()},
+            "gates": {"mode": gated, "applied": [asdict(g) for g in gates],
+                      "failed": failed}}, indent=2))
     for f in failed:
         print(f"FAILED threshold: {f}", file=sys.stderr)
     return 1 if failed else 0
@@ -202,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="write the metrics and misses here")
     p.add_argument("--min-recall-at-5", type=float, help="exit 1 if hybrid recall@5 is lower")
     p.add_argument("--min-mrr", type=float, help="exit 1 if hybrid mrr@10 is lower")
+    p.add_argument("--min-abstain-recall", type=float,
+                   help="exit 1 if hybrid abstains on fewer of the unanswerable questions")
+    p.add_argument("--max-false-abstain", type=float,
+                   help="exit 1 if hybrid abstains on more of the answerable questions")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("convert-squad", help="turn a SQuAD v1.1/v2.0 file into corpus + gold")

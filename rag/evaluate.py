@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -194,13 +194,40 @@ def format_table(results: dict[str, ModeResult]) -> str:
     return "\n".join(lines)
 
 
-def check_thresholds(results: dict[str, ModeResult], min_recall_at_5: float | None,
-                     min_mrr: float | None, mode: str = "hybrid") -> list[str]:
+@dataclass(frozen=True)
+class Gate:
+    """A quality gate on one metric: ``metric >= value`` (min) or ``metric <= value`` (max)."""
+
+    metric: str
+    op: Literal[">=", "<="]
+    value: float
+
+    def passes(self, x: float) -> bool:
+        """Whether a measured figure meets the gate."""
+        return x >= self.value if self.op == ">=" else x <= self.value
+
+    def failure(self, x: float) -> str:
+        """The message for a figure that fails it."""
+        return f"{self.metric} {x:.3f} {'<' if self.op == '>=' else '>'} {self.value}"
+
+
+def make_gates(min_recall_at_5: float | None = None, min_mrr: float | None = None,
+               min_abstain_recall: float | None = None,
+               max_false_abstain: float | None = None) -> list[Gate]:
+    """The gates `rag eval --min-* / --max-*` asked for (those given)."""
+    wanted: list[tuple[str, Literal[">=", "<="], float | None]] = [
+        ("recall@5", ">=", min_recall_at_5), ("mrr@10", ">=", min_mrr),
+        ("abstain_recall", ">=", min_abstain_recall),
+        ("false_abstain_rate", "<=", max_false_abstain)]
+    return [Gate(m, op, v) for m, op, v in wanted if v is not None]
+
+
+def gated_mode(modes: Iterable[str]) -> str:
+    """The mode the gates judge: hybrid when it was run, else the first."""
+    names = list(modes)
+    return "hybrid" if "hybrid" in names else names[0]
+
+
+def check_thresholds(metrics: dict[str, float], gates: Sequence[Gate]) -> list[str]:
     """Failed gates, as messages (empty when all pass)."""
-    res = results.get(mode) or next(iter(results.values()))
-    failed = []
-    if min_recall_at_5 is not None and res.metrics["recall@5"] < min_recall_at_5:
-        failed.append(f"recall@5 {res.metrics['recall@5']:.3f} < {min_recall_at_5}")
-    if min_mrr is not None and res.metrics["mrr@10"] < min_mrr:
-        failed.append(f"mrr@10 {res.metrics['mrr@10']:.3f} < {min_mrr}")
-    return failed
+    return [g.failure(metrics[g.metric]) for g in gates if not g.passes(metrics[g.metric])]
