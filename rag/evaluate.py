@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from .corpus import LineIndex
 from .errors import ConfigError
-from .types import Answer, Mode
+from .types import Answer, Mode, Span
 
 METRICS = ("recall@1", "recall@3", "recall@5", "recall@10", "mrr@10", "ndcg@10",
            "citation_exact_rate", "highlight_hit_rate", "abstain_recall",
@@ -27,6 +30,8 @@ class Evidence:
     start: int
     end: int
     quote: str = ""
+    line_start: int | None = None  # 1-based, inclusive; absent in some converted gold files
+    line_end: int | None = None
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,8 @@ def load_gold(path: Path) -> list[GoldItem]:
         try:
             d = json.loads(line)
             ev = tuple(Evidence(corpus_relative(e["file"]), int(e["start"]), int(e["end"]),
-                                e.get("quote", "")) for e in d["evidence"])
+                                e.get("quote", ""), e.get("line_start"), e.get("line_end"))
+                       for e in d["evidence"])
             items.append(GoldItem(str(d["id"]), d["question"], bool(d["answerable"]),
                                   d.get("answer"), ev))
         except (ValueError, KeyError, TypeError) as e:
@@ -115,23 +121,66 @@ def overlaps(a: tuple[str, int, int], b: Evidence) -> bool:
 
 # ---------------------------------------------------------------- running
 
+SHOWN = 3  # top passages kept per question in the report
+RANK_CUTOFF = 10  # ranks beyond this count as "not found"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One of the top passages a question got, as the report shows it."""
+
+    rank: int
+    file: str
+    start: int
+    end: int
+    line_start: int
+    line_end: int
+    score: float
+    text: str | None  # kept for the first passage only: the report shows what ranked first
+    highlight: Span | None
+
+
+@dataclass(frozen=True)
+class QuestionResult:
+    """How one gold question fared in one mode."""
+
+    id: str
+    question: str
+    answerable: bool
+    rank: int | None  # of the first hit within the top 10; None if missed or unanswerable
+    confidence: float
+    predicted_answerable: bool
+    latency_ms: float
+    top: tuple[Shown, ...]
+    evidence: tuple[Evidence, ...]  # with line numbers filled in from the file
+
+
 @dataclass
 class ModeResult:
-    """Metrics and misses for one mode."""
+    """Metrics, misses and per-question results for one mode."""
 
     metrics: dict[str, float] = field(default_factory=dict)
     misses: list[dict[str, Any]] = field(default_factory=list)
+    questions: list[QuestionResult] = field(default_factory=list)
+
+
+def _with_lines(ev: Evidence, lines: LineIndex) -> Evidence:
+    if ev.line_start is not None and ev.line_end is not None:
+        return ev
+    ls, le = lines.lines(ev.start, ev.end)
+    return replace(ev, line_start=ls, line_end=le)
 
 
 def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: Path,
                   ks: Sequence[int] = (1, 3, 5, 10)) -> ModeResult:
     """Run every gold question through ``ask(question, top_k, mode)`` and score it."""
-    texts: dict[str, str] = {}
+    texts: dict[str, tuple[str, LineIndex]] = {}
 
     def file_text(path: str) -> str:
         if path not in texts:
-            texts[path] = (corpus_dir / path).read_bytes().decode("utf-8")
-        return texts[path]
+            text = (corpus_dir / path).read_bytes().decode("utf-8")
+            texts[path] = (text, LineIndex(text))
+        return texts[path][0]
 
     ranks: list[int | None] = []
     times: list[float] = []
@@ -140,7 +189,8 @@ def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: P
     abstained_unans = abstained_ans = 0
     chars: list[int] = []
     misses = []
-    top_k = max(10, *ks)
+    questions = []
+    top_k = max(RANK_CUTOFF, *ks)
     for item in items:
         t0 = time.perf_counter()
         ans: Answer = ask(item.question, top_k, mode)
@@ -150,11 +200,20 @@ def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: P
             total += 1
             exact += file_text(p.file)[p.start:p.end] == p.text
         chars.extend(len(p.text) for p in ans.passages[:5])
+        for ev in item.evidence:
+            file_text(ev.file)
+        r = first_hit_rank(spans, item.evidence, RANK_CUTOFF) if item.answerable else None
+        questions.append(QuestionResult(
+            item.id, item.question, item.answerable, r, ans.confidence, ans.answerable,
+            round(times[-1], 3),
+            tuple(Shown(p.rank, p.file, p.start, p.end, p.line_start, p.line_end, p.score,
+                        p.text if p.rank == 1 else None, p.highlight)
+                  for p in ans.passages[:SHOWN]),
+            tuple(_with_lines(ev, texts[ev.file][1]) for ev in item.evidence)))
         if not item.answerable:
             abstained_unans += not ans.answerable
             continue
         abstained_ans += not ans.answerable
-        r = first_hit_rank(spans, item.evidence, 10)
         ranks.append(r)
         top = ans.passages[0] if ans.passages else None
         if top and top.highlight and any(
@@ -180,7 +239,200 @@ def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: P
         "query_ms_p50": float(np.percentile(times, 50)),
         "query_ms_p95": float(np.percentile(times, 95)),
     })
-    return ModeResult({k: round(v, 4) for k, v in m.items()}, misses)
+    return ModeResult({k: round(v, 4) for k, v in m.items()}, misses, questions)
+
+
+def evaluate(searcher: Any, items: Sequence[GoldItem], modes: Sequence[Mode],
+             ks: Sequence[int] = (1, 3, 5, 10)) -> dict[str, ModeResult]:
+    """Every mode over the gold items, timing real searches (warm model, no query cache)."""
+    for item in items[:3]:  # warm-up so the first timings are not model start-up
+        searcher.ask(item.question, RANK_CUTOFF, "hybrid")
+    searcher.cache.size = 0
+    return {m: evaluate_mode(searcher.ask, items, m, searcher.settings.corpus_dir, ks)
+            for m in modes}
+
+
+def run_info(searcher: Any, gold: Path, items: Sequence[GoldItem], modes: Sequence[str],
+             ks: Sequence[int]) -> dict[str, Any]:
+    """What a report needs to say which run it is: corpus, index, model, gold, settings."""
+    gen = searcher.generation
+    m, s = gen.manifest, searcher.settings
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "corpus": str(s.corpus_dir),
+        "index": {"dir": str(s.index_dir), "generation": gen.name, "built_at": m["built_at"],
+                  "chunks": gen.size, "files": len(gen.files)},
+        "model": {"name": m["model"]["name"], "fingerprint": m["model"]["fingerprint"],
+                  "dim": m["model"]["dim"], "backend": s.backend,
+                  "quantize_queries": s.quantize_queries},
+        "gold": {"path": str(gold), "sha256": hashlib.sha256(gold.read_bytes()).hexdigest(),
+                 "items": len(items), "answerable": sum(i.answerable for i in items)},
+        "settings": {"modes": list(modes), "top_k": max(RANK_CUTOFF, *ks), "ks": list(ks),
+                     "chunking": m["chunking"],
+                     "sentence_vectors": m.get("sentences", {}).get("enabled"),
+                     "candidates": s.candidates, "fusion": s.fusion,
+                     "dense_weight": s.dense_weight, "dense_granularity": s.dense_granularity,
+                     "highlight_dense_weight": s.highlight_dense_weight,
+                     "abstain_threshold": searcher.abstainer.threshold},
+    }
+
+
+def build_report(searcher: Any, gold: Path, items: Sequence[GoldItem],
+                 results: dict[str, ModeResult], ks: Sequence[int], gates: Sequence[Gate],
+                 baseline: dict[str, Any] | None = None, baseline_path: Path | None = None
+                 ) -> dict[str, Any]:
+    """The JSON report of a run: which run, per-mode metrics, misses and questions, the
+    gates and what failed, and the diff against a baseline report when given."""
+    gated = gated_mode(results)
+    report: dict[str, Any] = {
+        "gold": str(gold), "items": len(items),
+        "run": run_info(searcher, gold, items, list(results), ks),
+        "modes": {m: asdict(r) for m, r in results.items()},
+        "gates": {"mode": gated, "applied": [asdict(g) for g in gates],
+                  "failed": check_thresholds(results[gated].metrics, gates)}}
+    if baseline is not None:
+        was = (baseline.get("run") or {}).get("gold", {}).get("sha256")
+        report["baseline"] = {
+            "path": str(baseline_path), "run": baseline.get("run"),
+            "same_gold": None if was is None else was == report["run"]["gold"]["sha256"],
+            "diffs": [asdict(d) for d in compare_runs(baseline, report)]}
+    return report
+
+
+# ---------------------------------------------------------------- calibration
+
+@dataclass(frozen=True)
+class Bin:
+    """Questions whose predicted confidence fell in [lo, hi)."""
+
+    lo: float
+    hi: float
+    n: int
+    mean_confidence: float
+    answerable_rate: float  # observed: the share of them the corpus answers
+
+
+def reliability(confidence: Sequence[float], answerable: Sequence[bool], bins: int = 10
+                ) -> list[Bin]:
+    """Predicted P(answerable) against the observed rate, in equal-width bins (empty ones
+    left out); the last bin includes 1.0."""
+    out = []
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        inside = [(c, a) for c, a in zip(confidence, answerable)
+                  if lo <= c < hi or (b == bins - 1 and c == hi)]
+        if inside:
+            out.append(Bin(lo, hi, len(inside), float(np.mean([c for c, _ in inside])),
+                           float(np.mean([a for _, a in inside]))))
+    return out
+
+
+def calibration_error(bins: Sequence[Bin]) -> float:
+    """Expected calibration error: the count-weighted gap between predicted and observed."""
+    n = sum(b.n for b in bins)
+    return sum(b.n * abs(b.mean_confidence - b.answerable_rate) for b in bins) / n if n else 0.0
+
+
+# ---------------------------------------------------------------- against a baseline
+
+@dataclass(frozen=True)
+class MetricChange:
+    """One metric before and after."""
+
+    metric: str
+    before: float
+    after: float
+    change: float
+
+
+@dataclass(frozen=True)
+class Moved:
+    """An answerable question whose rank of first hit changed."""
+
+    id: str
+    question: str
+    before: int | None
+    after: int | None
+    kind: Literal["newly missed", "worse", "fixed", "better"]
+
+
+@dataclass(frozen=True)
+class ModeDiff:
+    """One mode of a run against the same (or the only) mode of a baseline run."""
+
+    before_mode: str
+    after_mode: str
+    metrics: list[MetricChange]
+    moved: list[Moved]  # newly missed first, then worse, fixed, better
+
+
+MOVE_ORDER = ("newly missed", "worse", "fixed", "better")
+
+
+def rank_label(r: int | None) -> str:
+    """A rank of first hit as people read it."""
+    return f">{RANK_CUTOFF}" if r is None else str(r)
+
+
+def _rank_key(r: int | None) -> int:
+    return RANK_CUTOFF + 1 if r is None else r
+
+
+def move_kind(before: int | None, after: int | None
+              ) -> Literal["newly missed", "worse", "fixed", "better"] | None:
+    """How a rank of first hit changed; a miss is anything but rank 1 (None if unchanged)."""
+    if before == after:
+        return None
+    if before == 1:
+        return "newly missed"
+    if after == 1:
+        return "fixed"
+    return "worse" if _rank_key(after) > _rank_key(before) else "better"
+
+
+def compare_mode(before: dict[str, Any], after: dict[str, Any], before_mode: str,
+                 after_mode: str) -> ModeDiff:
+    """Metric changes and moved questions between two modes' JSON records (pure)."""
+    mb, ma = before["metrics"], after["metrics"]
+    changes = [MetricChange(k, mb[k], ma[k], round(ma[k] - mb[k], 4)) for k in ma if k in mb]
+    was = {q["id"]: q["rank"] for q in before.get("questions", []) if q["answerable"]}
+    moved = []
+    for q in after.get("questions", []):
+        if q["answerable"] and q["id"] in was:
+            kind = move_kind(was[q["id"]], q["rank"])
+            if kind:
+                moved.append(Moved(q["id"], q["question"], was[q["id"]], q["rank"], kind))
+    moved.sort(key=lambda x: MOVE_ORDER.index(x.kind))  # stable: gold order within a kind
+    return ModeDiff(before_mode, after_mode, changes, moved)
+
+
+def compare_runs(before: dict[str, Any], after: dict[str, Any]) -> list[ModeDiff]:
+    """Each mode of ``after`` against the same mode of ``before``; when each run has a
+    single, different mode, those two against each other."""
+    bm, am = before["modes"], after["modes"]
+    pairs = [(m, m) for m in am if m in bm]
+    if not pairs and len(bm) == 1 and len(am) == 1:
+        pairs = [(next(iter(bm)), next(iter(am)))]
+    return [compare_mode(bm[b], am[a], b, a) for b, a in pairs]
+
+
+def format_diff(diffs: Sequence[dict[str, Any]], baseline: str) -> str:
+    """A few lines for stdout from a report's ``baseline.diffs``: changed metrics (timings
+    left to the HTML: they move from run to run) and moved questions, per mode."""
+    lines = [f"against {baseline}:"]
+    if not diffs:
+        lines.append("  no mode in common; nothing to compare")
+    for d in diffs:
+        name = (d["after_mode"] if d["before_mode"] == d["after_mode"]
+                else f"{d['before_mode']} -> {d['after_mode']}")
+        changed = [f"{c['metric']} {c['before']:.3f} -> {c['after']:.3f} ({c['change']:+.3f})"
+                   for c in d["metrics"]
+                   if round(c["change"], 3) != 0 and not c["metric"].startswith("query_ms")]
+        lines.append(f"  {name}: " + ("; ".join(changed) if changed else "no metric changed"))
+        for mv in d["moved"]:
+            lines.append(f"    {mv['id']} rank {rank_label(mv['before'])} -> "
+                         f"{rank_label(mv['after'])} ({mv['kind']}) {mv['question']}")
+    return "\n".join(lines)
 
 
 def format_table(results: dict[str, ModeResult]) -> str:
@@ -226,6 +478,23 @@ def gated_mode(modes: Iterable[str]) -> str:
     """The mode the gates judge: hybrid when it was run, else the first."""
     names = list(modes)
     return "hybrid" if "hybrid" in names else names[0]
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """A `rag eval --json` report (e.g. a baseline), checked enough to compare against."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read report {str(path)!r} ({e.strerror})") from e
+    except ValueError as e:
+        raise ConfigError(f"{path} is not JSON ({e}); pass a file written by "
+                          "`rag eval --json`") from e
+    modes = data.get("modes") if isinstance(data, dict) else None
+    if not isinstance(modes, dict) or not modes or not all(
+            isinstance(m, dict) and isinstance(m.get("metrics"), dict) for m in modes.values()):
+        raise ConfigError(f"{path} has no per-mode metrics; pass a file written by "
+                          "`rag eval --json`")
+    return data
 
 
 def check_thresholds(metrics: dict[str, float], gates: Sequence[Gate]) -> list[str]:
