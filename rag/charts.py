@@ -134,11 +134,11 @@ def line_chart(chart_id: str, title: str, xs: Sequence[float],
     body += _legend([(n, *style(n, i)) for i, n in enumerate(series)])
     for i, (name, vs) in enumerate(series.items()):
         colour, dash = style(name, i)
-        pts = " ".join(f"{_f(ax.x(x))},{_f(ax.y(v))}" for x, v in zip(xs, vs))
+        pts = " ".join(f"{_f(ax.x(x))},{_f(ax.y(v))}" for x, v in zip(xs, vs, strict=True))
         d = f' stroke-dasharray="{dash}"' if dash else ""
         body.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" '
                     f'stroke-width="2.5"{d}/>')
-        for x, v in zip(xs, vs):
+        for x, v in zip(xs, vs, strict=True):
             body.append(f'<circle class="mark" data-series="{escape(name)}" data-x="{x:g}" '
                         f'data-value="{v}" cx="{_f(ax.x(x))}" cy="{_f(ax.y(v))}" r="3.5" '
                         f'fill="{colour}">{_mark_title(f"{name} at {x:g}: {v:.3f}")}</circle>')

@@ -106,10 +106,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Score the service against a gold file; optionally against a baseline, as HTML."""
+    from .compare import format_diff, load_report, with_baseline
     from .errors import ConfigError
-    from .evaluate import (build_report, evaluate, format_diff, format_table, load_gold,
-                           load_report, make_gates)
+    from .evaluate import build_report, evaluate, format_table, load_gold, make_gates
     from .search import Searcher
+    from .types import MODES, Mode
 
     if args.serve_url and not args.serve_url.startswith(("http://", "https://")):
         raise ConfigError(f"--serve-url {args.serve_url!r} is not an http(s) URL; "
@@ -118,7 +119,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     items = load_gold(args.gold)
     baseline = load_report(args.baseline) if args.baseline else None  # fail before the run
     ks = sorted({int(k) for k in args.k.split(",")} | {1, 3, 5, 10})
-    modes = ["hybrid", "dense", "lexical"] if args.mode == "all" else [args.mode]
+    modes: list[Mode] = list(MODES) if args.mode == "all" else [args.mode]
     searcher = Searcher(settings)
     results = evaluate(searcher, items, modes, ks)
     print(f"{args.gold}: {len(items)} items "
@@ -132,9 +133,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                       f"     expected {', '.join(x['expected'])}; got {', '.join(x['got'])}")
     gates = make_gates(args.min_recall_at_5, args.min_mrr, args.min_abstain_recall,
                        args.max_false_abstain)
-    report = build_report(searcher, args.gold, items, results, ks, gates, baseline,
-                          args.baseline)
+    report = build_report(searcher, args.gold, items, results, ks, gates)
     if baseline is not None:
+        report = with_baseline(report, baseline, args.baseline)
         print("\n" + format_diff(report["baseline"]["diffs"], str(args.baseline)))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

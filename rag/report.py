@@ -13,6 +13,8 @@ import base64
 import hashlib
 from collections.abc import Sequence
 from html import escape
+from importlib import resources
+from itertools import pairwise
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -43,56 +45,6 @@ SCRIPT = ("addEventListener('beforeprint',()=>document.querySelectorAll("
           "addEventListener('afterprint',()=>document.querySelectorAll("
           "'details[data-print-opened]').forEach(d=>{d.open=false;delete d.dataset.printOpened}));")
 
-CSS = """
-:root{--ink:#1b1b1b;--muted:#5c5c5c;--line:#d8d8d8;--bg:#fff;--soft:#f5f6f8;--fail:#b00020;
---failbg:#fde7ea;--good:#146c2e;--mark:#fff2a8}
-*{box-sizing:border-box}
-body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);
-background:var(--bg)}
-main{max-width:1120px;margin:0 auto;padding:16px}
-h1{font-size:1.5rem;margin:.2rem 0 .4rem}h2{font-size:1.2rem;margin:2rem 0 .6rem;
-border-bottom:1px solid var(--line);padding-bottom:.2rem}h3{font-size:1rem;margin:0 0 .3rem}
-section h3{margin-top:1.2rem}h4{font-size:.9rem;margin:.6rem 0 .2rem;color:var(--muted)}
-.verdict{display:inline-block;padding:.15rem .6rem;border-radius:4px;font-weight:600}
-.verdict.pass{background:#e3f4e8;color:var(--good)}.verdict.fail{background:var(--failbg);
-color:var(--fail)}
-dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:.8rem 0}
-dl.facts dt{color:var(--muted)}dl.facts dd{margin:0;overflow-wrap:anywhere}
-code{font:.85em ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wrap:anywhere}
-nav ul{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.3rem 1rem;margin:.6rem 0}
-.scroll{overflow-x:auto;-webkit-overflow-scrolling:touch;max-width:100%}
-table{border-collapse:collapse;font-variant-numeric:tabular-nums;min-width:100%}
-th,td{padding:.3rem .6rem;border-bottom:1px solid var(--line);text-align:right;
-white-space:nowrap;vertical-align:top}
-th:first-child,th.text,td.text,td.kind{text-align:left}td.text{white-space:normal;min-width:12rem}
-thead th{border-bottom:2px solid var(--ink)}th.group{text-align:center;border-bottom:1px solid
-var(--ink)}.group-start{border-left:1px solid var(--line)}td.same{color:var(--muted)}
-tbody th:first-child{position:sticky;left:0;background:var(--bg)}
-td.fail{background:var(--failbg);color:var(--fail);font-weight:600}
-td.below{outline:2px dashed var(--fail);outline-offset:-3px}
-.flag{margin-left:.3em}.up{color:var(--good)}.down{color:var(--fail)}
-.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,440px),1fr));gap:1rem}
-figure{margin:0;border:1px solid var(--line);border-radius:6px;padding:.5rem;background:#fff;
-break-inside:avoid}
-figcaption{font-size:.85rem;color:var(--muted);margin-top:.3rem}
-svg.chart{width:100%;height:auto;display:block}
-.note{color:var(--muted);font-size:.9rem}
-article.miss{border:1px solid var(--line);border-radius:6px;padding:.7rem .8rem;margin:.8rem 0;
-break-inside:avoid}
-.qid{font:600 .8rem ui-monospace,monospace;color:var(--muted);margin-right:.4rem}
-blockquote{margin:.2rem 0 .4rem;padding:.3rem .7rem;border-left:3px solid var(--line);
-background:var(--soft);white-space:pre-wrap;overflow-wrap:anywhere}
-blockquote.gold{border-left-color:#0072B2}blockquote.hl{border-left-color:#D55E00}
-.cite{margin:.2rem 0;overflow-wrap:anywhere}.cite a{margin-right:.6rem}
-.passage{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.9rem;margin:.3rem 0}
-mark{background:var(--mark)}
-details summary{cursor:pointer;color:var(--muted);font-size:.9rem}
-@media (max-width:600px){main{padding:10px}body{font-size:14px}th,td{padding:.3rem .4rem}
-dl.facts{grid-template-columns:1fr}dl.facts dt{margin-top:.3rem}}
-@media print{body{font-size:10pt}main{max-width:none;padding:0}nav{display:none}
-.scroll{overflow:visible}th,td{white-space:normal}a{color:inherit}
-h2{break-after:avoid}.charts{grid-template-columns:1fr 1fr}}
-"""
 
 
 def _e(x: Any) -> str:
@@ -157,22 +109,22 @@ def _header(r: dict[str, Any]) -> str:
         verdict = '<span class="note">no gates applied</span>'
     int8 = {None: "default", True: "on", False: "off"}[model.get("quantize_queries")]
     facts = [
-        ("Gold", f"<code>{_e(gold['path'])}</code>: {gold['items']} questions "
-                 f"({gold['answerable']} answerable)"),
+        ("Gold", (f"<code>{_e(gold['path'])}</code>: {gold['items']} questions "
+                  f"({gold['answerable']} answerable)")),
         ("Gold sha256", f"<code>{_e(gold['sha256'])}</code>"),
-        ("Corpus", f"<code>{_e(run['corpus'])}</code>: {idx['files']} files, "
-                   f"{idx['chunks']} chunks"),
-        ("Index", f"generation <code>{_e(idx['generation'])}</code>, built "
-                  f"{_e(idx['built_at'])}"),
-        ("Model", f"{_e(model['name'])} (dim {model['dim']}, {_e(model['backend'])}, "
-                  f"int8 questions {int8})"),
+        ("Corpus", (f"<code>{_e(run['corpus'])}</code>: {idx['files']} files, "
+                    f"{idx['chunks']} chunks")),
+        ("Index", (f"generation <code>{_e(idx['generation'])}</code>, built "
+                   f"{_e(idx['built_at'])}")),
+        ("Model", (f"{_e(model['name'])} (dim {model['dim']}, {_e(model['backend'])}, "
+                   f"int8 questions {int8})")),
         ("Model fingerprint", f"<code>{_e(model['fingerprint'])}</code>"),
-        ("Ranking", f"modes {_e(', '.join(st['modes']))}; top {st['top_k']} passages; "
-                    f"chunks ≤ {ch.get('max_tokens')} tokens, overlap {ch.get('overlap_tokens')}"
-                    f", title prefix {'on' if ch.get('context_prefix') else 'off'}; sentence "
-                    f"vectors {'on' if st.get('sentence_vectors') else 'off'}; fusion "
-                    f"{_e(st['fusion'])} (dense weight {st['dense_weight']}), dense score "
-                    f"{_e(st['dense_granularity'])}, {st['candidates']} candidates"),
+        ("Ranking", (f"modes {_e(', '.join(st['modes']))}; top {st['top_k']} passages; "
+                     f"chunks ≤ {ch.get('max_tokens')} tokens, overlap {ch.get('overlap_tokens')}"
+                     f", title prefix {'on' if ch.get('context_prefix') else 'off'}; sentence "
+                     f"vectors {'on' if st.get('sentence_vectors') else 'off'}; fusion "
+                     f"{_e(st['fusion'])} (dense weight {st['dense_weight']}), dense score "
+                     f"{_e(st['dense_granularity'])}, {st['candidates']} candidates")),
         ("Abstention", f"abstains when P(answerable) &lt; {st['abstain_threshold']}"),
         ("Run", _e(run["date"])),
         ("Gates", (f"{_e(gates.get('mode', ''))}: " + _e(", ".join(
@@ -274,7 +226,7 @@ def _baseline(r: dict[str, Any]) -> str:
     parts.append(f'<div class="scroll"><table id="diff-table"><thead><tr><th></th>{head1}'
                  f'</tr><tr><th scope="col">metric</th>{head2 * len(diffs)}</tr></thead>'
                  f'<tbody>{"".join(rows)}</tbody></table></div>')
-    for name, d in zip(names, diffs):
+    for name, d in zip(names, diffs, strict=True):
         if not d["moved"]:
             parts.append(f'<p class="note">{_e(name)}: no question changed its rank of first '
                          "hit.</p>")
@@ -322,12 +274,12 @@ def _confidence(r: dict[str, Any], serve_url: str | None) -> str:
     qs = r["modes"][mode]["questions"]
     thr = r["run"]["settings"]["abstain_threshold"]
     edges = [i / 10 for i in range(11)]
-    cats = [f"{a:.1f}-{b:.1f}" for a, b in zip(edges, edges[1:])]
+    cats = [f"{a:.1f}-{b:.1f}" for a, b in pairwise(edges)]
 
     def counts(answerable: bool) -> list[int]:
         return [sum(1 for q in qs if q["answerable"] == answerable and
                     (lo <= q["confidence"] < hi or (hi == 1.0 and q["confidence"] == 1.0)))
-                for lo, hi in zip(edges, edges[1:])]
+                for lo, hi in pairwise(edges)]
 
     hist = bar_chart("chart-confidence", f"Confidence of {mode} answers, answerable vs not",
                      cats, {"answerable": counts(True), "unanswerable": counts(False)},
@@ -448,6 +400,7 @@ def render_html(report: dict[str, Any], serve_url: str | None = None) -> str:
     body = [_header(report), _nav(report), _metric_table(report), _baseline(report),
             _rank_charts(report), _confidence(report, serve), _latency(report),
             _misses(report, serve)]
+    css = resources.files("rag").joinpath("static/report.css").read_text(encoding="utf-8")
     digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
     csp = (f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
            f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'")
@@ -456,7 +409,7 @@ def render_html(report: dict[str, Any], serve_url: str | None = None) -> str:
             f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<meta name="referrer" content="no-referrer"><title>{_e(title)}</title>'
-            f"<style>{CSS}</style></head><body><main>{''.join(body)}"
+            f"<style>{css}</style></head><body><main>{''.join(body)}"
             '<footer><p class="note">Written by <code>rag eval</code>. Every figure comes from '
             "the run's JSON report; <code>rag.report.render_html</code> draws it again.</p>"
             f"</footer></main><script>{SCRIPT}</script></body></html>\n")

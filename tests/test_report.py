@@ -11,8 +11,8 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict
 from collections.abc import Iterator
+from dataclasses import asdict
 from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,8 +22,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from rag.charts import log_ticks, nice_ticks
-from rag.evaluate import (MOVE_ORDER, calibration_error, compare_runs, format_diff, move_kind,
-                          rank_label, reliability)
+from rag.compare import MOVE_ORDER, compare_runs, format_diff, move_kind
+from rag.evaluate import calibration_error, rank_label, reliability
 from rag.report import render_html
 
 from .conftest import CORPUS, DEV_GOLD, ROOT
@@ -336,7 +336,8 @@ def test_report_in_chromium(browser: Any, runs: dict[str, Any]) -> None:
         qs = data["modes"][m]["questions"]
         recall = page.locator(f'#chart-recall .mark[data-series="{m}"]')
         by_k = dict(zip(recall.evaluate_all("els => els.map(e => +e.dataset.x)"),
-                        recall.evaluate_all("els => els.map(e => +e.dataset.value)")))
+                        recall.evaluate_all("els => els.map(e => +e.dataset.value)"),
+                        strict=True))
         for k in (1, 3, 5, 10):
             assert round(by_k[k], 4) == data["modes"][m]["metrics"][f"recall@{k}"]
         hist = page.locator(f'#chart-ranks .mark[data-series="{m}"]').evaluate_all(
