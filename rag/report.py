@@ -23,6 +23,7 @@ import numpy as np
 from .charts import ANSWERABLE, UNANSWERABLE, bar_chart, line_chart, reliability_chart, strip_chart
 from .evaluate import RANK_CUTOFF, calibration_error, rank_label, recall_at, reliability
 
+OPS = {">=": "≥", "<=": "≤"}
 LOWER_IS_BETTER = {"false_abstain_rate", "query_ms_p50", "query_ms_p95"}
 NEUTRAL = {"mean_passage_chars"}
 MEANING = {
@@ -128,7 +129,7 @@ def _header(r: dict[str, Any]) -> str:
         ("Abstention", f"abstains when P(answerable) &lt; {st['abstain_threshold']}"),
         ("Run", _e(run["date"])),
         ("Gates", (f"{_e(gates.get('mode', ''))}: " + _e(", ".join(
-            f"{g['metric']} {g['op']} {g['value']}" for g in gates["applied"])) + " "
+            f"{g['metric']} {OPS[g['op']]} {g['value']}" for g in gates["applied"])) + " "
                    if gates.get("applied") else "") + verdict),
     ]
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
@@ -161,7 +162,7 @@ def _metric_table(r: dict[str, Any]) -> str:
             flag = '<span class="flag" title="fails the gate">✗</span>' if bad else ""
             cells.append(f'<td class="{cls}" data-mode="{_e(m)}" data-metric="{_e(name)}" '
                          f'data-value="{v}"><span class="num">{_fmt(name, v)}</span>{flag}</td>')
-        target = f"{'≥' if g['op'] == '>=' else '≤'} {g['value']}" if g else ""
+        target = f"{OPS[g['op']]} {g['value']}" if g else ""
         key = "recall@k" if name.startswith("recall@") else name
         rows.append(f'<tr><th scope="row" title="{_e(MEANING.get(key, ""))}">{_e(name)}</th>'
                     f'{"".join(cells)}<td class="target" data-metric="{_e(name)}">{target}</td>'
