@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from html import escape
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -27,10 +26,9 @@ from rag.evaluate import calibration_error, rank_label, reliability
 from rag.report import render_html
 
 from .conftest import CORPUS, DEV_GOLD, ROOT
-from .test_browser import CHROMIUM_ARGS, _missing
+from .test_browser import CHROMIUM, CHROMIUM_ARGS, _missing
 from .test_eval import GATES
 
-CHROMIUM = Path(os.environ.get("RAG_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = ROOT / "tests" / "artifacts"
 SERVE = "http://127.0.0.1:8000"
 CHARTS = ("chart-recall", "chart-ranks", "chart-confidence", "chart-reliability",
