@@ -28,9 +28,20 @@ serve: setup
 test: setup
 	$(BIN)/python -m pytest -q -ra
 
+# Reports: eval/report-dev.html and eval/report-own.html (and their JSON). The previous
+# run's JSON, when there is one, is the baseline the new report compares against.
+# SERVE_URL=http://127.0.0.1:8000 links every span in the reports to a running `rag serve`.
 eval: setup
-	$(BIN)/rag eval ../shared/gold/dev.jsonl --mode all
-	$(BIN)/rag eval eval/gold.jsonl --mode all
+	$(call eval_report,dev,../shared/gold/dev.jsonl)
+	$(call eval_report,own,eval/gold.jsonl)
+
+define eval_report
+	@if [ -f eval/report-$(1).json ]; then \
+		mv eval/report-$(1).json eval/report-$(1).previous.json; fi
+	$(BIN)/rag eval $(2) --mode all --json eval/report-$(1).json --html eval/report-$(1).html \
+		$$(test -f eval/report-$(1).previous.json && echo --baseline eval/report-$(1).previous.json) \
+		$(if $(SERVE_URL),--serve-url $(SERVE_URL))
+endef
 
 # Re-fit the abstention model (rag/abstain.json) from the code as it is: deterministic
 # (same index, same features, plain gradient descent from zeros). Fitted on eval/gold.jsonl,

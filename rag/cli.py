@@ -116,21 +116,23 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Score the service against a gold file."""
-    from dataclasses import asdict
-
-    from .evaluate import check_thresholds, evaluate_mode, format_table, load_gold
+    """Score the service against a gold file; optionally against a baseline, as HTML."""
+    from .compare import format_diff, load_report, with_baseline
+    from .errors import ConfigError
+    from .evaluate import build_report, evaluate, format_table, load_gold, make_gates
     from .search import Searcher
+    from .types import MODES, Mode
 
+    if args.serve_url and not args.serve_url.startswith(("http://", "https://")):
+        raise ConfigError(f"--serve-url {args.serve_url!r} is not an http(s) URL; "
+                          "e.g. http://127.0.0.1:8000")
     settings = _settings(args)
     items = load_gold(args.gold)
+    baseline = load_report(args.baseline) if args.baseline else None  # fail before the run
     ks = sorted({int(k) for k in args.k.split(",")} | {1, 3, 5, 10})
-    modes = ["hybrid", "dense", "lexical"] if args.mode == "all" else [args.mode]
+    modes: list[Mode] = list(MODES) if args.mode == "all" else [args.mode]
     searcher = Searcher(settings)
-    for item in items[:3]:  # warm-up so the first timings are not model start-up
-        searcher.ask(item.question, 10, "hybrid")
-    searcher.cache.size = 0  # time real searches, not cache hits
-    results = {m: evaluate_mode(searcher.ask, items, m, settings.corpus_dir, ks) for m in modes}
+    results = evaluate(searcher, items, modes, ks)
     print(f"{args.gold}: {len(items)} items "
           f"({sum(i.answerable for i in items)} answerable)\n")
     print(format_table(results))
@@ -140,14 +142,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
             for x in r.misses:
                 print(f"  {x['id']} rank={x['rank']} {x['question']}\n"
                       f"     expected {', '.join(x['expected'])}; got {', '.join(x['got'])}")
+    gates = make_gates(args.min_recall_at_5, args.min_mrr, args.min_abstain_recall,
+                       args.max_false_abstain)
+    report = build_report(searcher, args.gold, items, results, ks, gates)
+    if baseline is not None:
+        report = with_baseline(report, baseline, args.baseline)
+        print("\n" + format_diff(report["baseline"]["diffs"], str(args.baseline)))
     if args.json:
-        args.json.write_text(json.dumps({"gold": str(args.gold), "items": len(items),
-                                         "modes": {m: asdict(r) for m, r in results.items()}},
-                                        indent=2))
-    failed = check_thresholds(results, args.min_recall_at_5, args.min_mrr)
-    for f in failed:
+        args.json.write_text(json.dumps(report, indent=2))
+    if args.html:
+        from .report import render_html
+
+        args.html.write_text(render_html(report, args.serve_url), encoding="utf-8")
+        print(f"\nreport: {args.html}")
+    for f in report["gates"]["failed"]:
         print(f"FAILED threshold: {f}", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if report["gates"]["failed"] else 0
 
 
 def cmd_convert_squad(args: argparse.Namespace) -> int:
@@ -218,9 +228,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("gold", type=Path)
     p.add_argument("--mode", choices=["hybrid", "dense", "lexical", "all"], default="all")
     p.add_argument("--k", default="1,3,5,10", help="cutoffs for recall, e.g. 1,3,5,10")
-    p.add_argument("--json", type=Path, help="write the metrics and misses here")
+    p.add_argument("--json", type=Path,
+                   help="write the report here: metrics, misses, every question's ranks")
+    p.add_argument("--html", type=Path, help="write a self-contained HTML report here")
+    p.add_argument("--serve-url", help="link each span in the HTML to this running service, "
+                   "e.g. http://127.0.0.1:8000")
+    p.add_argument("--baseline", type=Path,
+                   help="a previous --json report: show what changed and which questions moved")
     p.add_argument("--min-recall-at-5", type=float, help="exit 1 if hybrid recall@5 is lower")
     p.add_argument("--min-mrr", type=float, help="exit 1 if hybrid mrr@10 is lower")
+    p.add_argument("--min-abstain-recall", type=float,
+                   help="exit 1 if hybrid abstains on fewer of the unanswerable questions")
+    p.add_argument("--max-false-abstain", type=float,
+                   help="exit 1 if hybrid abstains on more of the answerable questions")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("convert-squad", help="turn a SQuAD v1.1/v2.0 file into corpus + gold")

@@ -1,18 +1,22 @@
-"""Evaluation: gold loading, metrics as pure functions, and the report of `rag eval`."""
+"""Evaluation: gold loading, metrics as pure functions, and the JSON report of `rag eval`
+(compare.py sets two reports side by side, report.py draws one)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from .corpus import LineIndex
 from .errors import ConfigError
-from .types import Answer, Mode
+from .types import Answer, Mode, Span
 
 METRICS = ("recall@1", "recall@3", "recall@5", "recall@10", "mrr@10", "ndcg@10",
            "citation_exact_rate", "highlight_hit_rate", "abstain_recall",
@@ -27,6 +31,8 @@ class Evidence:
     start: int
     end: int
     quote: str = ""
+    line_start: int | None = None  # 1-based, inclusive; absent in some converted gold files
+    line_end: int | None = None
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,8 @@ def load_gold(path: Path) -> list[GoldItem]:
         try:
             d = json.loads(line)
             ev = tuple(Evidence(corpus_relative(e["file"]), int(e["start"]), int(e["end"]),
-                                e.get("quote", "")) for e in d["evidence"])
+                                e.get("quote", ""), e.get("line_start"), e.get("line_end"))
+                       for e in d["evidence"])
             items.append(GoldItem(str(d["id"]), d["question"], bool(d["answerable"]),
                                   d.get("answer"), ev))
         except (ValueError, KeyError, TypeError) as e:
@@ -115,23 +122,71 @@ def overlaps(a: tuple[str, int, int], b: Evidence) -> bool:
 
 # ---------------------------------------------------------------- running
 
+SHOWN = 3  # top passages kept per question in the report
+RANK_CUTOFF = 10  # ranks beyond this count as "not found"
+
+
+def rank_label(r: int | None) -> str:
+    """A rank of first hit as people read it."""
+    return f">{RANK_CUTOFF}" if r is None else str(r)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One of the top passages a question got, as the report shows it."""
+
+    rank: int
+    file: str
+    start: int
+    end: int
+    line_start: int
+    line_end: int
+    score: float
+    text: str | None  # kept for the first passage only: the report shows what ranked first
+    highlight: Span | None
+
+
+@dataclass(frozen=True)
+class QuestionResult:
+    """How one gold question fared in one mode."""
+
+    id: str
+    question: str
+    answerable: bool
+    rank: int | None  # of the first hit within the top 10; None if missed or unanswerable
+    confidence: float
+    predicted_answerable: bool
+    latency_ms: float
+    top: tuple[Shown, ...]
+    evidence: tuple[Evidence, ...]  # with line numbers filled in from the file
+
+
 @dataclass
 class ModeResult:
-    """Metrics and misses for one mode."""
+    """Metrics, misses and per-question results for one mode."""
 
     metrics: dict[str, float] = field(default_factory=dict)
     misses: list[dict[str, Any]] = field(default_factory=list)
+    questions: list[QuestionResult] = field(default_factory=list)
+
+
+def _with_lines(ev: Evidence, lines: LineIndex) -> Evidence:
+    if ev.line_start is not None and ev.line_end is not None:
+        return ev
+    ls, le = lines.lines(ev.start, ev.end)
+    return replace(ev, line_start=ls, line_end=le)
 
 
 def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: Path,
                   ks: Sequence[int] = (1, 3, 5, 10)) -> ModeResult:
     """Run every gold question through ``ask(question, top_k, mode)`` and score it."""
-    texts: dict[str, str] = {}
+    texts: dict[str, tuple[str, LineIndex]] = {}
 
     def file_text(path: str) -> str:
         if path not in texts:
-            texts[path] = (corpus_dir / path).read_bytes().decode("utf-8")
-        return texts[path]
+            text = (corpus_dir / path).read_bytes().decode("utf-8")
+            texts[path] = (text, LineIndex(text))
+        return texts[path][0]
 
     ranks: list[int | None] = []
     times: list[float] = []
@@ -140,7 +195,8 @@ def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: P
     abstained_unans = abstained_ans = 0
     chars: list[int] = []
     misses = []
-    top_k = max(10, *ks)
+    questions = []
+    top_k = max(RANK_CUTOFF, *ks)
     for item in items:
         t0 = time.perf_counter()
         ans: Answer = ask(item.question, top_k, mode)
@@ -150,11 +206,20 @@ def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: P
             total += 1
             exact += file_text(p.file)[p.start:p.end] == p.text
         chars.extend(len(p.text) for p in ans.passages[:5])
+        for ev in item.evidence:
+            file_text(ev.file)
+        r = first_hit_rank(spans, item.evidence, RANK_CUTOFF) if item.answerable else None
+        questions.append(QuestionResult(
+            item.id, item.question, item.answerable, r, ans.confidence, ans.answerable,
+            round(times[-1], 3),
+            tuple(Shown(p.rank, p.file, p.start, p.end, p.line_start, p.line_end, p.score,
+                        p.text if p.rank == 1 else None, p.highlight)
+                  for p in ans.passages[:SHOWN]),
+            tuple(_with_lines(ev, texts[ev.file][1]) for ev in item.evidence)))
         if not item.answerable:
             abstained_unans += not ans.answerable
             continue
         abstained_ans += not ans.answerable
-        r = first_hit_rank(spans, item.evidence, 10)
         ranks.append(r)
         top = ans.passages[0] if ans.passages else None
         if top and top.highlight and any(
@@ -180,7 +245,90 @@ def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: P
         "query_ms_p50": float(np.percentile(times, 50)),
         "query_ms_p95": float(np.percentile(times, 95)),
     })
-    return ModeResult({k: round(v, 4) for k, v in m.items()}, misses)
+    return ModeResult({k: round(v, 4) for k, v in m.items()}, misses, questions)
+
+
+def evaluate(searcher: Any, items: Sequence[GoldItem], modes: Sequence[Mode],
+             ks: Sequence[int] = (1, 3, 5, 10)) -> dict[str, ModeResult]:
+    """Every mode over the gold items, timing real searches (warm model, no query cache)."""
+    for item in items[:3]:  # warm-up so the first timings are not model start-up
+        searcher.ask(item.question, RANK_CUTOFF, "hybrid")
+    searcher.cache.size = 0
+    return {m: evaluate_mode(searcher.ask, items, m, searcher.settings.corpus_dir, ks)
+            for m in modes}
+
+
+def run_info(searcher: Any, gold: Path, items: Sequence[GoldItem], modes: Sequence[str],
+             ks: Sequence[int]) -> dict[str, Any]:
+    """What a report needs to say which run it is: corpus, index, model, gold, settings."""
+    gen = searcher.generation
+    m, s = gen.manifest, searcher.settings
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "corpus": str(s.corpus_dir),
+        "index": {"dir": str(s.index_dir), "generation": gen.name, "built_at": m["built_at"],
+                  "chunks": gen.size, "files": len(gen.files)},
+        "model": {"name": m["model"]["name"], "fingerprint": m["model"]["fingerprint"],
+                  "dim": m["model"]["dim"], "backend": s.backend,
+                  "quantize_queries": s.quantize_queries},
+        "gold": {"path": str(gold), "sha256": hashlib.sha256(gold.read_bytes()).hexdigest(),
+                 "items": len(items), "answerable": sum(i.answerable for i in items)},
+        "settings": {"modes": list(modes), "top_k": max(RANK_CUTOFF, *ks), "ks": list(ks),
+                     "chunking": m["chunking"],
+                     "sentence_vectors": m.get("sentences", {}).get("enabled"),
+                     "candidates": s.candidates, "fusion": s.fusion,
+                     "dense_weight": s.dense_weight, "dense_granularity": s.dense_granularity,
+                     "highlight_dense_weight": s.highlight_dense_weight,
+                     "abstain_threshold": searcher.abstainer.threshold},
+    }
+
+
+def build_report(searcher: Any, gold: Path, items: Sequence[GoldItem],
+                 results: dict[str, ModeResult], ks: Sequence[int], gates: Sequence[Gate]
+                 ) -> dict[str, Any]:
+    """The JSON report of a run: which run, per-mode metrics, misses and questions, the
+    gates and what failed (compare.with_baseline adds a diff)."""
+    gated = gated_mode(results)
+    return {
+        "gold": str(gold), "items": len(items),
+        "run": run_info(searcher, gold, items, list(results), ks),
+        "modes": {m: asdict(r) for m, r in results.items()},
+        "gates": {"mode": gated, "applied": [asdict(g) for g in gates],
+                  "failed": check_thresholds(results[gated].metrics, gates)}}
+
+
+# ---------------------------------------------------------------- calibration
+
+@dataclass(frozen=True)
+class Bin:
+    """Questions whose predicted confidence fell in [lo, hi)."""
+
+    lo: float
+    hi: float
+    n: int
+    mean_confidence: float
+    answerable_rate: float  # observed: the share of them the corpus answers
+
+
+def reliability(confidence: Sequence[float], answerable: Sequence[bool], bins: int = 10
+                ) -> list[Bin]:
+    """Predicted P(answerable) against the observed rate, in equal-width bins (empty ones
+    left out); the last bin includes 1.0."""
+    out = []
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        inside = [(c, a) for c, a in zip(confidence, answerable, strict=True)
+                  if lo <= c < hi or (b == bins - 1 and c == hi)]
+        if inside:
+            out.append(Bin(lo, hi, len(inside), float(np.mean([c for c, _ in inside])),
+                           float(np.mean([a for _, a in inside]))))
+    return out
+
+
+def calibration_error(bins: Sequence[Bin]) -> float:
+    """Expected calibration error: the count-weighted gap between predicted and observed."""
+    n = sum(b.n for b in bins)
+    return sum(b.n * abs(b.mean_confidence - b.answerable_rate) for b in bins) / n if n else 0.0
 
 
 def format_table(results: dict[str, ModeResult]) -> str:
@@ -194,13 +342,40 @@ def format_table(results: dict[str, ModeResult]) -> str:
     return "\n".join(lines)
 
 
-def check_thresholds(results: dict[str, ModeResult], min_recall_at_5: float | None,
-                     min_mrr: float | None, mode: str = "hybrid") -> list[str]:
+@dataclass(frozen=True)
+class Gate:
+    """A quality gate on one metric: ``metric >= value`` (min) or ``metric <= value`` (max)."""
+
+    metric: str
+    op: Literal[">=", "<="]
+    value: float
+
+    def passes(self, x: float) -> bool:
+        """Whether a measured figure meets the gate."""
+        return x >= self.value if self.op == ">=" else x <= self.value
+
+    def failure(self, x: float) -> str:
+        """The message for a figure that fails it."""
+        return f"{self.metric} {x:.3f} {'<' if self.op == '>=' else '>'} {self.value}"
+
+
+def make_gates(min_recall_at_5: float | None = None, min_mrr: float | None = None,
+               min_abstain_recall: float | None = None,
+               max_false_abstain: float | None = None) -> list[Gate]:
+    """The gates `rag eval --min-* / --max-*` asked for (those given)."""
+    wanted: list[tuple[str, Literal[">=", "<="], float | None]] = [
+        ("recall@5", ">=", min_recall_at_5), ("mrr@10", ">=", min_mrr),
+        ("abstain_recall", ">=", min_abstain_recall),
+        ("false_abstain_rate", "<=", max_false_abstain)]
+    return [Gate(m, op, v) for m, op, v in wanted if v is not None]
+
+
+def gated_mode(modes: Iterable[str]) -> str:
+    """The mode the gates judge: hybrid when it was run, else the first."""
+    names = list(modes)
+    return "hybrid" if "hybrid" in names else names[0]
+
+
+def check_thresholds(metrics: dict[str, float], gates: Sequence[Gate]) -> list[str]:
     """Failed gates, as messages (empty when all pass)."""
-    res = results.get(mode) or next(iter(results.values()))
-    failed = []
-    if min_recall_at_5 is not None and res.metrics["recall@5"] < min_recall_at_5:
-        failed.append(f"recall@5 {res.metrics['recall@5']:.3f} < {min_recall_at_5}")
-    if min_mrr is not None and res.metrics["mrr@10"] < min_mrr:
-        failed.append(f"mrr@10 {res.metrics['mrr@10']:.3f} < {min_mrr}")
-    return failed
+    return [g.failure(metrics[g.metric]) for g in gates if not g.passes(metrics[g.metric])]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.evaluate import (Evidence, covered, first_hit_rank, load_gold, mrr, ndcg, recall_at)
+from rag.evaluate import (Evidence, check_thresholds, covered, first_hit_rank, load_gold,
+                          make_gates, mrr, ndcg, recall_at)
 
 from .conftest import CORPUS, DEV_GOLD, OWN_GOLD, ROOT, need_shared
 
@@ -37,6 +38,16 @@ def test_rank_metrics_by_hand() -> None:
     assert ndcg([1, 3]) == pytest.approx((1 + 0.5) / 2)
 
 
+def test_gates_hold_at_their_value_and_fail_past_it() -> None:
+    gates = make_gates(min_mrr=0.9, min_abstain_recall=0.4, max_false_abstain=0.04)
+    assert [g.metric for g in gates] == ["mrr@10", "abstain_recall", "false_abstain_rate"]
+    at = {"mrr@10": 0.9, "abstain_recall": 0.4, "false_abstain_rate": 0.04, "recall@5": 0.0}
+    assert check_thresholds(at, gates) == []  # recall@5 is not gated
+    past = {**at, "abstain_recall": 0.2, "false_abstain_rate": 0.0741}
+    assert check_thresholds(past, gates) == ["abstain_recall 0.200 < 0.4",
+                                             "false_abstain_rate 0.074 > 0.04"]
+
+
 def test_gold_quotes_are_verbatim() -> None:
     """Every evidence quote of both gold sets stands at its offsets and lines."""
     need_shared(DEV_GOLD)
@@ -61,38 +72,92 @@ def test_own_gold_shape() -> None:
     assert not dev & {i.question for i in items}
 
 
-@pytest.mark.parametrize("gold,min_r5,min_mrr", [
-    (DEV_GOLD, 0.97, 0.95),   # measured 1.000 / 0.975 (README)
-    (OWN_GOLD, 0.96, 0.90),   # measured 0.989 / 0.917 (int8 questions; 0.928 float32)
-])
-def test_quality_gate(real_index, gold: Path, min_r5: float, min_mrr: float,
-                      tmp_path: Path) -> None:
-    """The CLI gate CI relies on: exits 0 above the thresholds, writes the JSON report."""
+def printed_table(stdout: str) -> dict[str, dict[str, float]]:
+    """The metric table `rag eval` printed: mode -> metric -> figure (3 decimals)."""
+    lines = stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("metric "))
+    modes = lines[head].split()[1:]
+    table: dict[str, dict[str, float]] = {m: {} for m in modes}
+    for line in lines[head + 1:]:
+        if not line.strip():
+            break
+        name, *cells = line.split()
+        for m, cell in zip(modes, cells, strict=True):
+            table[m][name] = float(cell)
+    return table
+
+
+# Thresholds a little below the measured figures (README, Evaluation), so that one question
+# more or less passes and a real regression fails. Abstention: dev has 5 unanswerable and 27
+# answerable questions (one is 0.2 / 0.037), the own set 22 and 90 (0.045 / 0.011).
+GATES = {
+    # measured 1.000 / 0.975; abstain recall 0.600 (3 of 5), false abstain 0.000 (0 of 27)
+    "dev": {"--min-recall-at-5": 0.97, "--min-mrr": 0.95,
+            "--min-abstain-recall": 0.4, "--max-false-abstain": 0.04},
+    # measured 0.989 / 0.917 (int8 questions; 0.928 float32); abstain recall 0.318
+    # (7 of 22; 6 of 22 = 0.273 with float32 questions), false abstain 0.044 (4 of 90)
+    "own": {"--min-recall-at-5": 0.96, "--min-mrr": 0.90,
+            "--min-abstain-recall": 0.27, "--max-false-abstain": 0.06},
+}
+GATED = {"--min-recall-at-5": ("recall@5", ">="), "--min-mrr": ("mrr@10", ">="),
+         "--min-abstain-recall": ("abstain_recall", ">="),
+         "--max-false-abstain": ("false_abstain_rate", "<=")}
+
+
+@pytest.mark.parametrize("gold,gates", [(DEV_GOLD, GATES["dev"]), (OWN_GOLD, GATES["own"])],
+                         ids=["dev", "own"])
+def test_quality_gate(real_index, gold: Path, gates: dict[str, float], tmp_path: Path) -> None:
+    """The CLI gate CI relies on: exits 0 above the thresholds, writes the JSON report
+    with the figures it printed and the gates it applied."""
     need_shared(gold)
     out = tmp_path / "eval.json"
     run = subprocess.run(
         [sys.executable, "-m", "rag.cli", "eval", str(gold), "--mode", "all",
          "--corpus", str(real_index.corpus_dir), "--index", str(real_index.index_dir),
-         "--json", str(out), "--min-recall-at-5", str(min_r5), "--min-mrr", str(min_mrr)],
+         "--json", str(out), *(str(x) for kv in gates.items() for x in kv)],
         capture_output=True, text=True, cwd=ROOT, timeout=600)
     print(run.stdout)
     assert run.returncode == 0, run.stdout + run.stderr
     data = json.loads(out.read_text())
+    assert set(data["modes"]) == {"hybrid", "dense", "lexical"}
+    printed = printed_table(run.stdout)
+    for mode, res in data["modes"].items():
+        assert printed[mode] == {k: round(v, 3) for k, v in res["metrics"].items()}, mode
     hybrid = data["modes"]["hybrid"]["metrics"]
     assert hybrid["citation_exact_rate"] == 1.0
-    assert set(data["modes"]) == {"hybrid", "dense", "lexical"}
     # hybrid is at least as good as either part on MRR
     assert hybrid["mrr@10"] >= max(data["modes"][m]["metrics"]["mrr@10"]
                                    for m in ("dense", "lexical")) - 1e-9
+    # the report names the gates it applied, to hybrid, and every one holds there
+    assert data["gates"]["mode"] == "hybrid"
+    assert data["gates"]["applied"] == [
+        {"metric": GATED[flag][0], "op": GATED[flag][1], "value": v} for flag, v in gates.items()]
+    assert data["gates"]["failed"] == []
+    for flag, v in gates.items():
+        metric, op = GATED[flag]
+        assert hybrid[metric] >= v if op == ">=" else hybrid[metric] <= v, flag
 
 
-def test_gate_fails_below_threshold(real_index) -> None:
+def test_gate_fails_below_threshold(real_index, tmp_path: Path) -> None:
+    """Each gate fails alone on a figure beyond it; the gated mode is the one that ran."""
+    out = tmp_path / "eval.json"
     run = subprocess.run(
         [sys.executable, "-m", "rag.cli", "eval", str(OWN_GOLD), "--mode", "lexical",
          "--corpus", str(real_index.corpus_dir), "--index", str(real_index.index_dir),
-         "--min-mrr", "0.9999"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+         "--json", str(out), "--min-mrr", "0.9999", "--min-recall-at-5", "0.5",
+         "--min-abstain-recall", "0.99", "--max-false-abstain", "0.0"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert run.returncode == 1
-    assert "FAILED threshold: mrr@10" in run.stderr
+    data = json.loads(out.read_text())
+    lexical = data["modes"]["lexical"]["metrics"]
+    assert lexical["false_abstain_rate"] > 0.0 and lexical["abstain_recall"] < 0.99
+    assert data["gates"]["mode"] == "lexical"
+    assert data["gates"]["failed"] == [
+        f"mrr@10 {lexical['mrr@10']:.3f} < 0.9999",
+        f"abstain_recall {lexical['abstain_recall']:.3f} < 0.99",
+        f"false_abstain_rate {lexical['false_abstain_rate']:.3f} > 0.0"]
+    assert [line for line in run.stderr.splitlines() if line.startswith("FAILED")] == [
+        f"FAILED threshold: {f}" for f in data["gates"]["failed"]]
 
 
 SQUAD = {"version": "v2.0", "data": [
