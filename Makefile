@@ -31,7 +31,7 @@ test: setup
 # Reports: eval/report-dev.html and eval/report-own.html (and their JSON). The previous
 # run's JSON, when there is one, is the baseline the new report compares against.
 # SERVE_URL=http://127.0.0.1:8000 links every span in the reports to a running `rag serve`.
-eval: setup
+eval: index
 	$(call eval_report,dev,../shared/gold/dev.jsonl)
 	$(call eval_report,own,eval/gold.jsonl)
 
