@@ -262,8 +262,9 @@ def original_response(full: Path, fmt: str) -> Response:
 
     data = full.read_bytes()
     headers = {"Content-Disposition": f"inline; filename*=UTF-8''{quote(full.name)}",
-               "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache",
-               "Content-Security-Policy": SANDBOX_CSP}
+               "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+    if fmt != "pdf":  # a sandbox would also keep the browser's PDF viewer out
+        headers["Content-Security-Policy"] = SANDBOX_CSP
     media = MEDIA_TYPES.get(fmt, "text/plain; charset=utf-8")
     return Response(data, media_type=media, headers=headers)
 
