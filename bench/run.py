@@ -436,6 +436,15 @@ def indexing() -> dict[str, Any]:
     return out
 
 
+# ---------------------------------------------------------------- 8. converted formats
+
+def formats_throughput() -> dict[str, Any]:
+    """Extraction pages/s (PDF) and MB/s (HTML); a 100-page PDF indexed vs the same .txt."""
+    from formats import throughput
+
+    return throughput()
+
+
 # ---------------------------------------------------------------- 6. scale
 
 def scale(sizes: list[int], queries: int, real_10k: bool, deadline: float,
@@ -899,6 +908,24 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
                             x["shutdown_s"], x["loadavg_before"]]
                            for i, x in enumerate(mc["runs"], 1)]))
         L.append("")
+    fm = r.get("formats", {})
+    L.append("## 8. Converted formats (PDF, HTML)\n")
+    if "error" in fm:
+        L.append(f"FAILED: {fm['error']}\n")
+    elif fm:
+        L.append("`bench/formats.py`: a generated 100-page PDF (seed text, DejaVu Sans 11 pt) and "
+                 "an HTML page; extraction in process, the index built with the real model.\n")
+        L.append(md_table(["what", "figure"], [
+            ["PDF extraction (text + character boxes)",
+             f"{fm['pdf']['pages_per_s']:.0f} pages/s ({fm['pdf']['pages']} pages, "
+             f"{fm['pdf']['seconds']:.2f} s)"],
+            ["HTML extraction", f"{fm['html']['mb_per_s']:.1f} MB/s ({fm['html']['mb']:.1f} MB)"],
+            ["`rag index`, 100-page PDF", f"{fm['index_pdf']['seconds']:.1f} s "
+             f"({fm['index_pdf']['chunks']} chunks, embedding {fm['index_pdf']['embed_seconds']:.1f} s)"],
+            ["`rag index`, the same text as .txt", f"{fm['index_txt']['seconds']:.1f} s "
+             f"({fm['index_txt']['chunks']} chunks, embedding {fm['index_txt']['embed_seconds']:.1f} s)"],
+        ]))
+        L.append("")
     L.append("## Section times\n")
     L.append(md_table(["section", "seconds", "load average after"],
                       [[k, f"{v.get('_seconds', 0):.0f}", v.get("_loadavg", "")]
@@ -962,6 +989,7 @@ def main() -> int:
         section(r, "http", lambda: http(5.0 if quick else 15.0))
         section(r, "mcp", lambda: mcp_cold_start(3))
         section(r, "indexing", indexing)
+        section(r, "formats", formats_throughput)
         chunks_per_s = get(r, "indexing", "chunk_embed", "chunks_per_s") or 0
         # Real embedding of 10k only if it is cheap: the 1M step needs the time budget.
         real_10k = (not quick) and chunks_per_s > 0 and 10_000 / chunks_per_s < REAL_10K_MAX_S

@@ -13,18 +13,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as Path_
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .config import Settings
-from .corpus import LineIndex
+from .corpus import LineIndex, file_sha256
 from .errors import (ConfigError, DocumentNotFoundError, IndexCorruptError, IndexMismatchError,
                      IndexMissingError, OverloadedError, RagError)
-from .search import Searcher, follow_generations
+from .search import Searcher, follow_generations, place_span
 from .store import Generation
-from .types import Answer
+from .types import Answer, Span
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +63,23 @@ class AskRequest(BaseModel):
 
 
 class SpanOut(BaseModel):
-    """An exact span of a file."""
+    """An exact span of a file. For a converted file (PDF, HTML, DOCX) the offsets index its
+    extracted text (GET /documents/{path}); the other fields say where the span sits in the
+    original, and are null for plain text."""
 
     start: int
     end: int
     line_start: int
     line_end: int
     text: str
+    page_start: int | None = Field(None, description="PDF: first page (1-based)")
+    page_end: int | None = Field(None, description="PDF: last page (1-based, inclusive)")
+    boxes: list[tuple[int, float, float, float, float]] | None = Field(
+        None, description="PDF: [page, x0, y0, x1, y1] in PDF points (origin bottom left of "
+                          "the unrotated page), the characters' boxes merged per line")
+    heading: str | None = Field(None, description="HTML/DOCX: the nearest heading before it")
+    heading_id: str | None = Field(None, description="HTML: that heading's id attribute")
+    paragraph: int | None = Field(None, description="DOCX: 1-based block (paragraph or table)")
 
 
 class RetrieverOut(BaseModel):
@@ -100,6 +111,12 @@ class PassageOut(BaseModel):
     highlight: SpanOut | None
     retrievers: Retrievers
     file_sha256: str
+    page_start: int | None = Field(None, description="PDF: first page (1-based); null for "
+                                   "plain text")
+    page_end: int | None = Field(None, description="PDF: last page (1-based, inclusive)")
+    heading: str | None = Field(None, description="HTML/DOCX: the nearest heading before it")
+    heading_id: str | None = Field(None, description="HTML: that heading's id attribute")
+    paragraph: int | None = Field(None, description="DOCX: 1-based block it starts in")
 
 
 class IndexOut(BaseModel):
@@ -133,6 +150,8 @@ class DocumentOut(BaseModel):
     chunks: int
     title: str | None
     date: str | None
+    format: str = Field("text", description="text (indexed as it is), pdf, html or docx "
+                        "(indexed as its extracted text)")
 
 
 class DocumentSpanOut(BaseModel):
@@ -141,6 +160,9 @@ class DocumentSpanOut(BaseModel):
     path: str
     title: str | None
     date: str | None
+    format: str = Field("text", description="text, or the format the file was converted "
+                        "from: then the text and offsets are those of the extracted text "
+                        "stored with the index")
     sha256: str = Field(description="sha256 of the file as it is on disk now")
     indexed_sha256: str = Field(description="sha256 when the answering generation was built")
     stale: bool = Field(description="true when the file changed since it was indexed")
@@ -172,7 +194,8 @@ def answer_out(a: Answer) -> AskResponse:
             retrievers=Retrievers(
                 dense=RetrieverOut(**p.dense.__dict__) if p.dense else None,
                 lexical=RetrieverOut(**p.lexical.__dict__) if p.lexical else None),
-            file_sha256=p.file_sha256))
+            file_sha256=p.file_sha256, page_start=p.page_start, page_end=p.page_end,
+            heading=p.heading, heading_id=p.heading_id, paragraph=p.paragraph))
     return AskResponse(question=a.question, mode=a.mode, answerable=a.answerable,
                        confidence=a.confidence, passages=passages,
                        index=IndexOut(**a.index.__dict__), timings_ms=a.timings_ms)
@@ -199,10 +222,15 @@ def document_span(corpus_dir: Path, gen: Generation, path: str, start: int | Non
     `context` characters either side. Shared by GET /documents/{path} and MCP read_span."""
     full = resolve_document(corpus_dir, path, set(gen.file_by_path), listing)
     rec = gen.file_by_path[path]
-    data = full.read_bytes()
-    text = data.decode("utf-8", errors="replace")
-    sha = hashlib.sha256(data).hexdigest()
-    out = DocumentSpanOut(path=path, title=rec.title, date=rec.date, sha256=sha,
+    ex = gen.extracted(path)
+    if ex is None:
+        data = full.read_bytes()
+        text = data.decode("utf-8", errors="replace")
+        sha = hashlib.sha256(data).hexdigest()
+    else:  # the text the generation indexed; the file's hash still says if it changed
+        text, sha = ex.text, file_sha256(full)
+    out = DocumentSpanOut(path=path, title=rec.title, date=rec.date,
+                          format=gen.document_format(path), sha256=sha,
                           indexed_sha256=rec.sha256, stale=sha != rec.sha256, length=len(text))
     if start is None and end is None:
         out.text = text
@@ -213,10 +241,65 @@ def document_span(corpus_dir: Path, gen: Generation, path: str, start: int | Non
         raise DocumentNotFoundError(f"span start={a} end={b} is outside the document "
                                     f"(0..{len(text)}); ask for 0 <= start <= end <= length")
     ls, le = LineIndex(text).lines(a, b)
-    out.span = SpanOut(start=a, end=b, line_start=ls, line_end=le, text=text[a:b])
+    span = place_span(gen, path, Span(a, b, ls, le, text[a:b]))
+    out.span = SpanOut(**span.__dict__)
     out.before = text[max(0, a - context):a]
     out.after = text[b:b + context]
     return out
+
+
+MEDIA_TYPES = {"pdf": "application/pdf", "docx": "application/vnd.openxmlformats-"
+               "officedocument.wordprocessingml.document", "html": "text/html; charset=utf-8"}
+# The original HTML is shown as a page, but sandboxed: an opaque origin (it cannot read or
+# act on ours), no scripts, no forms, no network (inline styles and data: images only).
+SANDBOX_CSP = ("sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+               "font-src data:; form-action 'none'; frame-ancestors 'self'")
+
+
+def original_response(full: Path, fmt: str) -> Response:
+    """The file's bytes, inline, with a content type that never runs it on our origin."""
+    from urllib.parse import quote
+
+    data = full.read_bytes()
+    headers = {"Content-Disposition": f"inline; filename*=UTF-8''{quote(full.name)}",
+               "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+    if fmt != "pdf":  # a sandbox would also keep the browser's PDF viewer out
+        headers["Content-Security-Policy"] = SANDBOX_CSP
+    media = MEDIA_TYPES.get(fmt, "text/plain; charset=utf-8")
+    return Response(data, media_type=media, headers=headers)
+
+
+def page_response(corpus_dir: Path, gen: Generation, path: str, page: int, start: int | None,
+                  end: int | None, dpi: int) -> Response:
+    """A rendered PDF page with the boxes of [start, end) drawn (nothing drawn when the
+    file changed since it was indexed: the boxes belong to the indexed version)."""
+    import json as _json
+
+    from .formats import ExtractError
+    from .formats.pdf import render_page
+
+    full = resolve_document(corpus_dir, path, set(gen.file_by_path))
+    ex = gen.extracted(path)
+    if ex is None or ex.layout.format != "pdf":
+        raise DocumentNotFoundError(f"document {path!r} is not a PDF; pages are for PDFs")
+    stale = file_sha256(full) != gen.file_by_path[path].sha256
+    boxes = []
+    if start is not None or end is not None:
+        a, b = start or 0, len(ex.text) if end is None else end
+        if not a <= b <= len(ex.text):
+            raise DocumentNotFoundError(f"span start={a} end={b} is outside the document "
+                                        f"(0..{len(ex.text)}); ask for 0 <= start <= end "
+                                        "<= length")
+        boxes = [] if stale else ex.layout.boxes_for(a, b)
+    try:
+        png, px, (w, h) = render_page(full, page, boxes, dpi)
+    except ExtractError as e:
+        raise DocumentNotFoundError(f"document {path!r}: {e}") from e
+    return Response(png, media_type="image/png", headers={
+        "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache",
+        "X-Highlight-Boxes": _json.dumps([list(b) for b in px]),
+        "X-Page-Size": f"{w}x{h}", "X-Stale": "true" if stale else "false",
+        "Access-Control-Expose-Headers": "X-Highlight-Boxes, X-Page-Size, X-Stale"})
 
 
 class Gate:
@@ -410,7 +493,27 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
              summary="List indexed documents")
     def documents(s: SearcherDep) -> list[DocumentOut]:
         """The files of the serving generation."""
-        return [DocumentOut(**f.__dict__) for f in s.generation.files]
+        gen = s.generation
+        return [DocumentOut(**f.__dict__, format=gen.document_format(f.path)) for f in gen.files]
+
+    @app.get("/documents/{path:path}/original", responses=responses,
+             response_class=Response, summary="The original file (PDF, HTML, DOCX, text)")
+    def original(path: str, s: SearcherDep) -> Response:
+        """The file itself, as it is on disk now, shown inline and never run: HTML comes with
+        a sandboxing Content-Security-Policy (no scripts, no requests, its own origin)."""
+        gen = s.generation
+        full = resolve_document(settings.corpus_dir, path, set(gen.file_by_path))
+        return original_response(full, gen.document_format(path))
+
+    @app.get("/documents/{path:path}/pages/{page}.png", responses=responses,
+             response_class=Response, summary="A PDF page with the cited span boxed")
+    def page_png(path: str, page: Annotated[int, Path_(ge=1, le=100_000)], s: SearcherDep,
+                 start: Annotated[int | None, Query(ge=0)] = None,
+                 end: Annotated[int | None, Query(ge=0)] = None,
+                 dpi: Annotated[int, Query(ge=36, le=200)] = 110) -> Response:
+        """PNG of one page (at most 200 dpi, 2000 px a side) with the boxes of the characters
+        of [start, end) drawn on it; their pixel boxes in the X-Highlight-Boxes header."""
+        return page_response(settings.corpus_dir, s.generation, path, page, start, end, dpi)
 
     @app.get("/documents/{path:path}", response_model=DocumentSpanOut, responses=responses,
              summary="Read a document or verify a cited span")

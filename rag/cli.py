@@ -39,9 +39,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                                    args.embed_batch_size, args.gpus_per_actor)
     with index_lock(settings.index_dir, args.lock_timeout):
         report = build_index(settings, full=args.full, make_step=make_step)
-    for s in report.skipped:
-        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
-    print(report.summary())
+    print(report.summary())  # each skipped file was logged once, with its reason
     return 0
 
 
@@ -63,6 +61,48 @@ def answer_dict(a: Any) -> dict[str, Any]:
             "index": asdict(a.index), "timings_ms": a.timings_ms}
 
 
+def where(p: Any) -> str:
+    """Where a passage of a converted file sits: 'p.12-13', '¶4 (Heading)', '§ Heading #id';
+    empty for plain text."""
+    if p.page_start is not None:
+        pages = (f"{p.page_start}" if p.page_end in (None, p.page_start)
+                 else f"{p.page_start}-{p.page_end}")
+        return f"p.{pages}"
+    if p.paragraph is not None:
+        return f"¶{p.paragraph}" + (f" ({p.heading})" if p.heading else "")
+    if p.heading:
+        return f"§ {p.heading}" + (f" #{p.heading_id}" if p.heading_id else "")
+    return ""
+
+
+def cmd_text(args: argparse.Namespace) -> int:
+    """Print the text a file is indexed as: what citations' offsets index."""
+    from .corpus import Converter, read_document
+    from .formats import ExtractError, format_of
+    from .indexing import limits
+
+    settings = _settings(args)
+    path: Path = args.file
+    if not path.is_file():
+        raise ConfigError(f"{str(path)!r} is not a file; give the path of a corpus file")
+    if format_of(path) is None:
+        try:
+            doc = read_document(path, path.name)
+        except ValueError as e:
+            raise ConfigError(f"{path}: {e}") from e
+    else:
+        conv = Converter(limits(settings))
+        try:
+            doc = conv.document(path, path.name)
+        except ExtractError as e:
+            raise ConfigError(f"{path}: {e}") from e
+        finally:
+            conv.close()
+    sys.stdout.buffer.write(doc.text.encode("utf-8"))
+    sys.stdout.flush()
+    return 0
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     """Answer one question from the index."""
     from .search import Searcher
@@ -75,8 +115,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     flag = "" if answer.answerable else "  (the corpus may not answer this: closest passages)"
     print(f"{answer.question}\nconfidence {answer.confidence:.2f}{flag}\n")
     for p in answer.passages:
-        print(f"{p.rank}. {p.file}:{p.line_start}-{p.line_end}  [{p.start}:{p.end}]  "
-              f"score {p.score:.4f}")
+        at = where(p)
+        print(f"{p.rank}. {p.file}:{p.line_start}-{p.line_end}  {at + '  ' if at else ''}"
+              f"[{p.start}:{p.end}]  score {p.score:.4f}")
         if p.highlight:
             print(f"   » {p.highlight.text}")
         print("   " + p.text.replace("\n", "\n   ") + "\n")
@@ -206,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--files", nargs="*", help="glob filters on file paths, e.g. 'sco-*'")
     p.add_argument("--json", action="store_true", help="print JSON (the API's shape)")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("text", help="print the text a file is indexed as (PDF/HTML/DOCX: the "
+                       "extracted text that offsets index)")
+    _add_common(p)
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_text)
 
     p = sub.add_parser("serve", help="run the HTTP service (builds the index if missing)")
     _add_common(p)

@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     faiss_query_threads: int = Field(1, ge=0, le=256)  # 0: FAISS's default
     query_cache_size: int = Field(1024, ge=0)
 
+    # Converting PDF, HTML and DOCX files (untrusted input: every file within these limits,
+    # each in a separate process; a file over a limit is skipped with the reason)
+    extract_max_bytes: int = Field(200_000_000, ge=1)
+    extract_max_pages: int = Field(5_000, ge=1)
+    extract_max_chars: int = Field(50_000_000, ge=1)
+    extract_timeout_s: float = Field(120.0, gt=0.0)
+    extract_max_unzipped_bytes: int = Field(1_000_000_000, ge=1)
+    extract_memory_mb: int = Field(4096, ge=0)  # address space of the extraction process
+
     # Indexing
     keep_generations: int = Field(2, ge=1, le=100)
     lock_timeout_s: float = Field(0.0, ge=0.0)

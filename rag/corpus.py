@@ -1,4 +1,5 @@
-"""Load the corpus: every ``.txt``/``.md`` file below a folder, text never altered."""
+"""Load the corpus: every ``.txt``/``.md`` file below a folder, text never altered; PDF, HTML
+and DOCX files converted to text by ``formats`` (the extracted text is what offsets index)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,18 @@ import hashlib
 import logging
 import re
 from bisect import bisect_right
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CorpusError
+from .formats import FORMATS, Extracted, ExtractError, Limits, extractor_id, format_of
 from .types import Document
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = (".txt", ".md")
+TEXT_SUFFIXES = (".txt", ".md")
+SUFFIXES = TEXT_SUFFIXES + tuple(FORMATS)
 # News files open with " date 2025-09-01 Title"; we read it as metadata only.
 _DATE_LINE = re.compile(r"^\ufeff?\s*date\s+(\d{4}-\d{2}-\d{2})\s+(.+?)\s*$")
 
@@ -37,7 +41,8 @@ def list_files(corpus_dir: Path) -> list[Path]:
     if not corpus_dir.is_dir():
         raise CorpusError(
             f"corpus folder {str(corpus_dir)!r} does not exist or is not a folder; "
-            "pass --corpus DIR (or set RAG_CORPUS_DIR) to a folder of .txt/.md files"
+            "pass --corpus DIR (or set RAG_CORPUS_DIR) to a folder of .txt/.md/.pdf/.html/"
+            ".docx files"
         )
     root = corpus_dir.resolve()
     found = []
@@ -80,19 +85,82 @@ def read_document(path: Path, rel: str) -> Document:
     return Document(rel, text, sha256_bytes(data), len(data), title, date)
 
 
-def load_corpus(corpus_dir: Path) -> tuple[list[Document], list[Skipped]]:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in blocks (converted files can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+# (source sha256, extractor id) -> the text extracted before, if a generation kept it
+Reuse = Callable[[str, str], Extracted | None]
+
+
+@dataclass
+class Converter:
+    """Turns PDF/HTML/DOCX files into Documents: reuses an earlier extraction of the same
+    bytes by the same extractor, else extracts in a separate process under the limits."""
+
+    limits: Limits = field(default_factory=Limits)
+    reuse: Reuse | None = None
+    extracted: list[str] = field(default_factory=list)  # paths extracted by this run
+    _worker: object = None
+
+    def document(self, path: Path, rel: str) -> Document:
+        """The converted document; ExtractError (a ValueError) names why it cannot be."""
+        from .formats.worker import ExtractionWorker
+
+        fmt = format_of(path)
+        assert fmt is not None
+        try:
+            size = path.stat().st_size
+            if size > self.limits.max_bytes:
+                raise ExtractError(f"{size:,} bytes is above the limit of "
+                                   f"{self.limits.max_bytes:,} (RAG_EXTRACT_MAX_BYTES)")
+            sha = file_sha256(path)
+        except OSError as e:
+            raise ExtractError(f"unreadable ({e.strerror or e})") from e
+        version = extractor_id(fmt)
+        ex = self.reuse(sha, version) if self.reuse else None
+        if ex is None:
+            if self._worker is None:
+                self._worker = ExtractionWorker(self.limits)
+            assert isinstance(self._worker, ExtractionWorker)
+            ex = self._worker.extract(path)
+            self.extracted.append(rel)
+        title, date = parse_metadata(ex.text, rel)
+        return Document(rel, ex.text, sha, size, ex.layout.title or title, date, fmt, version,
+                        ex.layout)
+
+    def close(self) -> None:
+        """Stop the extraction process, if one was started."""
+        if self._worker is not None:
+            self._worker.close()  # type: ignore[attr-defined]
+            self._worker = None
+
+
+def load_corpus(corpus_dir: Path, converter: Converter | None = None
+                ) -> tuple[list[Document], list[Skipped]]:
     """All readable documents, plus the files skipped with their reasons."""
     docs: list[Document] = []
     skipped: list[Skipped] = []
-    for p in list_files(corpus_dir):
-        rel = p.relative_to(corpus_dir).as_posix()
-        try:
-            docs.append(read_document(p, rel))
-        except ValueError as e:
-            log.warning("skipping %s: %s", rel, e)
-            skipped.append(Skipped(rel, str(e)))
+    own = converter is None
+    conv = converter or Converter()
+    try:
+        for p in list_files(corpus_dir):
+            rel = p.relative_to(corpus_dir).as_posix()
+            try:
+                docs.append(conv.document(p, rel) if format_of(p) else read_document(p, rel))
+            except ValueError as e:
+                log.warning("skipping %s: %s", rel, e)
+                skipped.append(Skipped(rel, str(e)))
+    finally:
+        if own:
+            conv.close()
     if not docs:
-        why = "; ".join(f"{s.path}: {s.reason}" for s in skipped) or "no .txt or .md files"
+        why = "; ".join(f"{s.path}: {s.reason}" for s in skipped) or "no file of a known type"
         raise CorpusError(f"corpus folder {str(corpus_dir)!r} has no usable document ({why})")
     return docs, skipped
 

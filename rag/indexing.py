@@ -23,11 +23,12 @@ import numpy as np
 from . import __version__
 from .chunking import ChunkParams, chunk_document, embedding_text
 from .config import Settings
-from .corpus import Skipped, load_corpus
+from .corpus import Converter, Reuse, Skipped, load_corpus
 from .embedding import Embedder, fingerprint_for, load_embedder
 from .highlight import sentence_spans
 from .errors import ConfigError, IndexCorruptError, IndexMissingError
-from .store import (CURRENT, Generation, collect_garbage, new_tmp_folder,
+from .formats import Extracted, Limits, load_extracted, save_extracted
+from .store import (CURRENT, TEXTS, Generation, collect_garbage, new_tmp_folder,
                     next_generation_name, open_current, publish, read_current, seal_manifest,
                     validate_folder, write_atomic, write_chunks_db)
 from .types import Chunk, Document
@@ -54,6 +55,7 @@ class IndexReport:
     seconds: float = 0.0
     embed_seconds: float = 0.0
     sentences_embedded: int = 0
+    extracted: list[str] = field(default_factory=list)  # converted files read this run
 
     def summary(self) -> str:
         """One line, e.g. ``+1 file, ~2 changed, -0 removed, 14 chunks embedded, 120 reused``."""
@@ -64,7 +66,8 @@ class IndexReport:
                 else " -> index unchanged")
         skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
         sent = f"; {self.sentences_embedded} sentences embedded" if self.sentences_embedded else ""
-        return f"{what}{skipped}{tail} ({self.seconds:.2f} s{sent})"
+        ext = f"; {len(self.extracted)} converted" if self.extracted else ""
+        return f"{what}{skipped}{tail} ({self.seconds:.2f} s{sent}{ext})"
 
 
 def local_embed_step(embedder: Embedder, batch_size: int = 32) -> EmbedStep:
@@ -115,6 +118,37 @@ def _previous(settings: Settings, full: bool) -> Generation | None:
         return None
 
 
+def limits(settings: Settings) -> Limits:
+    """The extraction limits from the settings."""
+    return Limits(settings.extract_max_bytes, settings.extract_max_pages,
+                  settings.extract_max_chars, settings.extract_timeout_s,
+                  settings.extract_max_unzipped_bytes, settings.extract_memory_mb)
+
+
+def reuse_from(prev: Generation | None) -> Reuse | None:
+    """Extractions the previous generation stored, by (source sha256, extractor id)."""
+    if prev is None:
+        return None
+    known = {(m.get("sha256"), m.get("extractor"))
+             for m in prev.manifest.get("documents", {}).values()
+             if m.get("format", "text") != "text"}
+
+    def reuse(sha: str, extractor: str) -> Extracted | None:
+        if (sha, extractor) not in known:
+            return None
+        try:
+            return load_extracted(prev.folder / TEXTS, sha)
+        except (OSError, ValueError) as e:  # validated at load, so only a vanished folder
+            log.warning("cannot reuse the stored text of %s: %s", sha[:12], e)
+            return None
+    return reuse
+
+
+def _extractor_changed(prev: Generation, d: Document) -> bool:
+    old = prev.manifest.get("documents", {}).get(d.path) or {}
+    return old.get("extractor") != d.extractor
+
+
 def _compatible(prev: Generation, fingerprint: str, params: ChunkParams,
                 sentences: bool) -> bool:
     m = prev.manifest
@@ -129,10 +163,18 @@ def build_index(settings: Settings, full: bool = False,
 
     The caller holds the index lock (see ``store.index_lock``)."""
     t0 = time.perf_counter()
-    docs, skipped = load_corpus(settings.corpus_dir)
+    prev = _previous(settings, full)
+    converter = Converter(limits(settings), reuse_from(prev))
+    try:
+        docs, skipped = load_corpus(settings.corpus_dir, converter)
+    except BaseException:
+        if prev is not None:
+            prev.close()
+        raise
+    finally:
+        converter.close()
     params = chunk_params(settings)
     fingerprint = embedder.fingerprint if embedder else fingerprint_for(settings)
-    prev = _previous(settings, full)
     if prev is not None and not _compatible(prev, fingerprint, params,
                                                 settings.sentence_vectors):
         log.info("model or chunking changed since %s: re-embedding everything", prev.name)
@@ -140,7 +182,8 @@ def build_index(settings: Settings, full: bool = False,
     old = {f.path: f for f in prev.files} if prev else {}
     new_paths = {d.path for d in docs}
     added = [d.path for d in docs if d.path not in old]
-    changed = [d.path for d in docs if d.path in old and old[d.path].sha256 != d.sha256]
+    changed = [d.path for d in docs if d.path in old and (
+        old[d.path].sha256 != d.sha256 or (prev is not None and _extractor_changed(prev, d)))]
     removed = sorted(set(old) - new_paths)
     if prev is not None and not (added or changed or removed):
         if read_current(settings.index_dir) != prev.name:  # damaged or dangling pointer
@@ -150,12 +193,13 @@ def build_index(settings: Settings, full: bool = False,
         prev.close()
         return IndexReport(None, unchanged=len(docs), skipped=skipped,
                            chunks_reused=prev.size, chunks_total=prev.size,
-                           seconds=time.perf_counter() - t0)
+                           seconds=time.perf_counter() - t0, extracted=converter.extracted)
 
     # Documents only: no int8 question model to build or load here.
     embedder = embedder or load_embedder(settings.model_copy(update={"quantize_queries": False}))
     check_budget(params, embedder)
-    todo = [d for d in docs if d.path not in old or old[d.path].sha256 != d.sha256]
+    redo = set(added) | set(changed)
+    todo = [d for d in docs if d.path in redo]
     new_chunks = {d.path: chunk_document(d, embedder.count_tokens, params) for d in todo}
     flat = [c for d in todo for c in new_chunks[d.path]]
     sents = [chunk_sentences(c) for c in flat] if settings.sentence_vectors else [[] for _ in flat]
@@ -175,7 +219,8 @@ def build_index(settings: Settings, full: bool = False,
     name = _write_generation(settings, docs, built, embedder, params, engine)
     return IndexReport(name, added, changed, removed, len(docs) - len(added) - len(changed),
                        skipped, len(texts), built.reused, len(built.chunks),
-                       time.perf_counter() - t0, embed_seconds, len(sent_texts))
+                       time.perf_counter() - t0, embed_seconds, len(sent_texts),
+                       converter.extracted)
 
 
 def chunk_sentences(chunk: Chunk) -> list[tuple[int, int]]:
@@ -257,6 +302,9 @@ def _write_generation(settings: Settings, docs: Sequence[Document], built: Built
         for c in chunks:
             counts[c.file] = counts.get(c.file, 0) + 1
         write_chunks_db(tmp / "chunks.sqlite", docs, chunks, counts, built.sentences)
+        for d in docs:  # converted files: the text their offsets index, and its layout
+            if d.layout is not None:
+                save_extracted(tmp / TEXTS, d.sha256, Extracted(d.text, d.layout))
         dense = DenseIndex.build(vectors, settings.approximate_threshold,
                                  ef_search=settings.hnsw_ef_search)
         dense.save(tmp / "dense.faiss")
@@ -277,7 +325,10 @@ def _write_generation(settings: Settings, docs: Sequence[Document], built: Built
             "engine": engine,
             "chunks": len(chunks),
             "documents": {d.path: {"sha256": d.sha256, "size": d.size, "title": d.title,
-                                   "date": d.date, "chunks": counts.get(d.path, 0)}
+                                   "date": d.date, "chunks": counts.get(d.path, 0),
+                                   **({"format": d.format, "extractor": d.extractor,
+                                       "text": f"{TEXTS}/{d.sha256}.txt"}
+                                      if d.layout is not None else {})}
                           for d in docs},
         })
         _canary(tmp, manifest, vectors)

@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 
 import numpy as np
@@ -182,6 +182,30 @@ def answer_features(dense_hits: list[Hit], evidence: list[tuple[float, float]],
     return top, sim, cov, match
 
 
+def place_span(gen: Generation, file: str, span: Span) -> Span:
+    """A span of a converted file with where it sits in the original: pages and the boxes
+    of its characters (PDF), heading (HTML, DOCX), paragraph (DOCX). Plain text: as is."""
+    ex = gen.extracted(file)
+    if ex is None:
+        return span
+    lay = ex.layout
+    w = lay.where(span.start, span.end)
+    boxes = lay.boxes_for(span.start, span.end) if lay.format == "pdf" else None
+    return replace(span, page_start=w.page_start, page_end=w.page_end, boxes=boxes,
+                   heading=w.heading, heading_id=w.heading_id, paragraph=w.paragraph)
+
+
+def place(gen: Generation, p: Passage) -> Passage:
+    """A passage (and its highlight) with where it sits in a converted original."""
+    ex = gen.extracted(p.file)
+    if ex is None:
+        return p
+    w = ex.layout.where(p.start, p.end)
+    h = place_span(gen, p.file, p.highlight) if p.highlight else None
+    return replace(p, highlight=h, page_start=w.page_start, page_end=w.page_end,
+                   heading=w.heading, heading_id=w.heading_id, paragraph=w.paragraph)
+
+
 class Searcher:
     """Answers questions from the current index generation; follows re-indexes."""
 
@@ -314,11 +338,11 @@ class Searcher:
             d, x = dense_at.get(row), lex_at.get(row)
             span, sim, cov = self.highlight(state, row, c, gen)
             evidence.append((sim, cov))
-            passages.append(Passage(
+            passages.append(place(gen, Passage(
                 rank, round(float(score), 6), c.file, c.start, c.end, c.line_start,
                 c.line_end, c.text, gen.file_by_path[c.file].sha256, span,
                 RetrieverScore(d.rank, round(d.score, 6)) if d else None,
-                RetrieverScore(x.rank, round(x.score, 6)) if x else None))
+                RetrieverScore(x.rank, round(x.score, 6)) if x else None)))
         match = type_match(question, [p.highlight.text for p in passages[:3] if p.highlight])
         feats = answer_features(dense_hits, evidence, match)
         confidence = self.abstainer.confidence(*feats) if passages else 0.0

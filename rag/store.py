@@ -9,6 +9,9 @@
           chunks.sqlite       files and chunks (offsets, lines, text)
           dense.faiss         FAISS index, row i = chunk row i
           lexical/            bm25s arrays (npy, json)
+          texts/              converted files (PDF, HTML, DOCX), named by the source's sha256:
+                              SHA.txt the extracted text (UTF-8: what offsets index),
+                              SHA.json its layout (pages, headings), SHA.boxes.npy (PDF)
         .tmp-g-000008-1234/   a build in progress; never loaded, swept by the next run
 
 A generation is written into a temporary folder, every file fsynced, renamed into place,
@@ -47,6 +50,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
 GENERATIONS = "generations"
+TEXTS = "texts"
 TMP_PREFIX = ".tmp-"
 
 
@@ -332,6 +336,7 @@ class Generation:
         self.manifest = manifest
         self._db_lock = threading.Lock()
         self._chunk_cache: LRU[int, Chunk] = LRU(CHUNK_CACHE)  # read-only data: never stale
+        self._extracted: LRU[str, Any] = LRU(EXTRACTED_CACHE)
         self._db = sqlite3.connect(f"file:{folder / 'chunks.sqlite'}?mode=ro&immutable=1",
                                    uri=True, check_same_thread=False)
         rows = self._db.execute(
@@ -404,6 +409,25 @@ class Generation:
         fid = next(i for i, f in enumerate(self.files) if f.path == path)
         return np.flatnonzero(self.file_ids == fid)
 
+    def document_format(self, path: str) -> str:
+        """"text" for a file indexed as it is, else the format it was converted from."""
+        meta = self.manifest.get("documents", {}).get(path) or {}
+        return str(meta.get("format", "text"))
+
+    def extracted(self, path: str) -> Any:
+        """The stored text and layout of a converted file (formats.Extracted), None for
+        plain text. Read from this generation's own files, so it is the text it indexed."""
+        if self.document_format(path) == "text" or path not in self.file_by_path:
+            return None
+        sha = self.file_by_path[path].sha256
+        got = self._extracted.get(sha)
+        if got is None:
+            from .formats import load_extracted
+
+            got = load_extracted(self.folder / TEXTS, sha, mmap=True)
+            self._extracted.put(sha, got)
+        return got
+
     def close(self) -> None:
         """Release the database handle."""
         with self._db_lock:
@@ -411,6 +435,7 @@ class Generation:
 
 
 CHUNK_CACHE = 20_000  # chunks kept in memory per generation (~1-2 KB each)
+EXTRACTED_CACHE = 64  # converted documents' texts and layouts kept in memory
 
 
 def ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Mode = Literal["hybrid", "dense", "lexical"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
@@ -19,6 +19,11 @@ class Document:
     size: int  # bytes on disk
     title: str | None = None
     date: str | None = None
+    # Converted files (PDF, HTML, DOCX): ``text`` is the extracted text, not the bytes;
+    # ``layout`` (a formats.Layout) says where each part of it sits in the original.
+    format: str = "text"
+    extractor: str | None = None
+    layout: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -51,15 +56,27 @@ class RetrieverScore:
     score: float
 
 
+Box = tuple[int, float, float, float, float]  # PDF page (1-based), x0, y0, x1, y1 in points
+
+
 @dataclass(frozen=True)
 class Span:
-    """An exact span of a file, in code-point offsets and 1-based inclusive lines."""
+    """An exact span of a file, in code-point offsets and 1-based inclusive lines.
+
+    For a converted file the offsets index its extracted text; the other fields say where
+    the span sits in the original (None for plain text)."""
 
     start: int
     end: int
     line_start: int
     line_end: int
     text: str
+    page_start: int | None = None
+    page_end: int | None = None
+    boxes: list[Box] | None = None  # PDF: the glyphs' boxes, merged per line
+    heading: str | None = None
+    heading_id: str | None = None
+    paragraph: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +95,12 @@ class Passage:
     highlight: Span | None = None
     dense: RetrieverScore | None = None
     lexical: RetrieverScore | None = None
+    # where the passage sits in a converted original (None for plain text)
+    page_start: int | None = None
+    page_end: int | None = None
+    heading: str | None = None
+    heading_id: str | None = None
+    paragraph: int | None = None
 
 
 @dataclass(frozen=True)

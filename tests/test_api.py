@@ -31,9 +31,10 @@ QUESTIONS = [Q_SCO, Q_FARM, "artificial intelligence cooperation among SCO membe
              "digital silk road computing power", "How will SCO countries cooperate on "
              "digitalisation?"]
 
+LOCATION_KEYS = {"page_start", "page_end", "heading", "heading_id", "paragraph"}  # null: text
 PASSAGE_KEYS = {"rank", "score", "file", "start", "end", "line_start", "line_end", "text",
-                "highlight", "retrievers", "file_sha256"}
-SPAN_KEYS = {"start", "end", "line_start", "line_end", "text"}
+                "highlight", "retrievers", "file_sha256"} | LOCATION_KEYS
+SPAN_KEYS = {"start", "end", "line_start", "line_end", "text", "boxes"} | LOCATION_KEYS
 JSON = {"content-type": "application/json"}
 
 State = tuple[dict[str, str], dict[str, str]]  # ({path: text}, {path: sha256})
@@ -189,6 +190,7 @@ def test_ask_response_shape_and_exact_citations(client: TestClient, real_state: 
     assert scores == sorted(scores, reverse=True)
     for p in body["passages"]:
         assert set(p) == PASSAGE_KEYS
+        assert all(p[k] is None for k in LOCATION_KEYS)  # plain text has no page or heading
         assert set(p["retrievers"]) == {"dense", "lexical"}
         for placed in p["retrievers"].values():
             assert placed is None or (set(placed) == {"rank", "score"} and placed["rank"] >= 1)
@@ -386,7 +388,8 @@ def test_documents_lists_the_indexed_files(client: TestClient) -> None:
     files = sorted(p.name for p in CORPUS.iterdir())
     assert [d["path"] for d in docs] == files and len(files) == 5
     for d in docs:
-        assert set(d) == {"path", "sha256", "size", "chunks", "title", "date"}
+        assert set(d) == {"path", "sha256", "size", "chunks", "title", "date", "format"}
+        assert d["format"] == "text"
         data = (CORPUS / d["path"]).read_bytes()
         assert d["sha256"] == sha256(data) and d["size"] == len(data)
         assert d["chunks"] >= 1

@@ -1,0 +1,117 @@
+"""Extraction in a separate process, under a time limit per file.
+
+A malicious or broken file can make a parser hang, eat memory or crash; none of that may
+take `rag index` (or the server that runs it) down. One worker process (started with
+``spawn``, so no thread or lock of the parent is inherited) converts files one at a time;
+a file that takes longer than the limit gets its worker killed and is skipped with that
+reason; the next file gets a fresh worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from pathlib import Path
+from typing import Any
+
+from . import Extracted, ExtractError, Limits
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 120.0  # a cold start imports PDFium, lexbor and python-docx
+
+
+def _serve(conn: Any, limits: Limits) -> None:
+    """The worker's loop: receive a path, send ("ok", Extracted) or ("error", reason)."""
+    from . import extract
+
+    if limits.memory_mb:
+        import resource
+
+        cap = limits.memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    from . import docx, html, pdf  # noqa: F401  (imported once, before the clock runs)
+
+    conn.send(("ready", None))
+    while True:
+        path = conn.recv()
+        if path is None:
+            return
+        try:
+            conn.send(("ok", extract(Path(path), limits)))
+        except ExtractError as e:
+            conn.send(("error", str(e)))
+        except MemoryError:
+            conn.send(("error", f"needs more than {limits.memory_mb} MB of memory "
+                                "(RAG_EXTRACT_MEMORY_MB)"))
+        except Exception as e:  # a parser's own bug on a strange file: skip the file
+            conn.send(("error", f"the extractor failed ({type(e).__name__}: {e})"))
+
+
+class ExtractionWorker:
+    """Converts files in a child process; ``extract`` raises ExtractError with the reason."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._proc: Any = None
+        self._conn: Any = None
+        self.extracted = 0
+
+    def _start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_serve, args=(child, self.limits), daemon=True,
+                           name="rag-extract")
+        proc.start()
+        child.close()
+        if not parent.poll(START_TIMEOUT_S):
+            proc.kill()
+            raise RuntimeError("the extraction process did not start")
+        parent.recv()
+        self._proc, self._conn = proc, parent
+
+    def _stop(self, kill: bool) -> None:
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if proc is None:
+            return
+        if not kill:
+            try:
+                conn.send(None)
+                proc.join(5)
+            except (OSError, EOFError):
+                pass
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        conn.close()
+
+    def extract(self, path: Path) -> Extracted:
+        """The converted file, or ExtractError (also for a timeout or a crash)."""
+        if self._proc is None:
+            self._start()
+        self._conn.send(str(path))
+        if not self._conn.poll(self.limits.timeout_s):
+            self._stop(kill=True)
+            raise ExtractError(f"extraction took longer than {self.limits.timeout_s:g} s "
+                               "and was stopped (RAG_EXTRACT_TIMEOUT_S)")
+        try:
+            kind, value = self._conn.recv()
+        except (EOFError, OSError):
+            code = self._proc.exitcode if self._proc is not None else None
+            self._stop(kill=True)
+            raise ExtractError(f"the extraction process died on it (exit code {code})") from None
+        if kind == "error":
+            raise ExtractError(value)
+        self.extracted += 1
+        return value  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Stop the worker process."""
+        self._stop(kill=False)
+
+    def __enter__(self) -> ExtractionWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
