@@ -5,7 +5,9 @@ the PDF extractor comparison (pypdfium2, which rag uses, against pypdf and pdfmi
     .venv/bin/python bench/formats.py --speed    # throughput + 100-page PDF vs .txt index
 
 `make bench` runs ``throughput()`` as its section 8. pypdf and pdfminer.six come with the
-test extra; they are compared here only, never used by rag.
+test extra; they are compared here only, never used by rag. The "ligature glyphs (shaped)"
+column needs uharfbuzz (fpdf2's text shaping: `.venv/bin/pip install uharfbuzz`); without
+it that column reads "not measured".
 """
 
 from __future__ import annotations
@@ -90,10 +92,57 @@ def flat(s: str) -> str:
     return re.sub(r"\s+", " ", s)
 
 
+def ligatures(t_all: str, shaped: bool) -> tuple[str, str]:
+    """How the shaped ligature glyphs and the ligature code points came out."""
+    def how(plain: str, coded: str) -> str:
+        if plain in t_all:
+            return "letters (fi)"
+        if coded in t_all:
+            return "kept as U+FB01-03 (\ufb01)"
+        return "other"
+
+    lig_shaped = (how("the finance office reflects fluid official filings",
+                      "the \ufb01nance o\ufb03ce re\ufb02ects \ufb02uid o\ufb03cial \ufb01lings")
+                  if shaped else "not measured (no uharfbuzz)")
+    return lig_shaped, how("the fiscal officer flagged five flows",
+                           "the \ufb01scal o\ufb03cer \ufb02agged \ufb01ve \ufb02ows")
+
+
+def footnotes(pages: list[str]) -> str:
+    """Whether each footnote comes after the body of its page (footnote 1 is drawn after the
+    body, footnote 2 as soon as its marker is met), and how the superscript marker reads."""
+    if len(pages) < 2:
+        return "pages missing"
+    ok = []
+    for k, (note, last) in enumerate(zip(dm.FOOTNOTES, ("Body of page one ends here.",
+                                                        "Body of page two ends here."))):
+        p = flat(pages[k])
+        ok.append(note in p and last in p and p.index(note) > p.index(last))
+    m = re.search(r"2024\.(\S*) Most", flat(pages[0]))
+    where = f"end of page ({sum(ok)} of 2)"
+    if ok == [True, False]:
+        where += "; the one drawn mid-body stays there"
+    return where + (f"; marker '2024.{m.group(1)}'" if m else "; marker lost")
+
+
+def table_order(page: str) -> str:
+    """Row by row, cells in order (a wrapped cell's lines together)?"""
+    t, pos = flat(page), 0
+    for row in dm.TABLE:
+        for cell in row:
+            at = t.find(cell, pos)
+            if at < 0:
+                return "no: cells out of row order"
+            pos = at + len(cell)
+    return "yes, row by row"
+
+
 def compare() -> str:
     """The comparison table, measured now on freshly generated PDFs."""
     OUT.mkdir(parents=True, exist_ok=True)
     adv = dm.adversarial_pdf(OUT / "adversarial.pdf")
+    shaped = dm.has_shaping()
+    struct = dm.structures_pdf(OUT / "structures.pdf", shaping=shaped)
     big, _ = paged_pdf(OUT / "paged-100.pdf")
     rows = []
     for name, fn in EXTRACTORS.items():
@@ -113,16 +162,20 @@ def compare() -> str:
         cyr = "Шанхайская организация сотрудничества. Ψηφιακή συνεργασία." in t_all
         head = t_all.count("Quarterly Report")
         rot = "rotated by ninety degrees" in t_all
+        sp = fn(struct)
+        lig = ligatures(flat(" ".join(sp)), shaped)
         rows.append([f"{name} {version(name)}", f"{len(pages) / secs:.0f}",
                      f"{right}/100", "yes" if cols else "no",
                      "re-joined" if hyph[0] else ("kept as 'coopera-tion'" if hyph[1]
                                                    else "other"),
                      "yes" if cyr else "no", "yes" if rot else "no",
                      f"kept ({head} of 4 pages)" if head else "dropped",
-                     str(len(a))])
+                     str(len(a)), *lig, footnotes(sp),
+                     table_order(sp[2]) if len(sp) > 2 else "page missing"])
     head = ["extractor", "pages/s (100-page PDF)", "pages mapped right", "two columns in order",
             "line-end hyphen", "Cyrillic + Greek", "rotated page", "running header",
-            "pages seen (of 5)"]
+            "pages seen (of 5)", "ligature glyphs (shaped)", "ligature code points",
+            "footnotes", "table (wrapped cell)"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)

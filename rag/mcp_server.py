@@ -38,8 +38,9 @@ DOCUMENT_URI = "rag://documents/{+path}"  # `+`: nested paths keep their slashes
 INSTRUCTIONS = (
     "Answers come from a folder of documents, never from a model: every passage is an exact "
     "quote with its citation. Call `ask` with the user's question and quote passages with their "
-    "`citation` (corpus/FILE:L17-L19). `answerable: false` means the documents probably do not "
-    "answer it: say so instead of guessing. `read_span` shows a cited span with its "
+    "`citation` (corpus/FILE:L17-L19; for a PDF with its pages: corpus/FILE p.3:L12-L14). "
+    "`answerable: false` means the documents probably do not answer it: say so instead of "
+    "guessing. `read_span` shows a cited span with its "
     "surroundings (and `stale: true` if the file changed since it was indexed); "
     "`list_documents` lists the files.")
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
@@ -51,7 +52,10 @@ class CitedPassage(PassageOut):
     """A passage of POST /ask with a citation to paste."""
 
     citation: str = Field(description="the passage's source to paste next to a quote: "
-                          "'corpus/FILE:L17-L19' (1-based inclusive lines; 'L17' for one line)")
+                          "'corpus/FILE:L17-L19' (1-based inclusive lines of the file's text; "
+                          "'L17' for one line); for a PDF the pages come first: "
+                          "'corpus/FILE p.3:L12-L14' ('p.3-4' across two pages), the lines "
+                          "being those of the text extracted from it")
 
 
 class AskResult(AskResponse):
@@ -83,16 +87,24 @@ class DocumentList(BaseModel):
 
 # ---------------------------------------------------------------- helpers
 
-def citation(corpus: str, file: str, line_start: int, line_end: int) -> str:
-    """``corpus/FILE:L17-L19`` (``L17`` when the span is one line)."""
+def citation(corpus: str, file: str, line_start: int, line_end: int,
+             page_start: int | None = None, page_end: int | None = None) -> str:
+    """``corpus/FILE:L17-L19`` (``L17`` when the span is one line); with pages (a PDF)
+    ``corpus/FILE p.3:L12-L14`` (``p.3-4`` across pages). Lines index the text rag cites:
+    the file's own, or the text extracted from a PDF, HTML or DOCX file."""
     lines = f"L{line_start}" if line_start == line_end else f"L{line_start}-L{line_end}"
-    return f"{corpus}/{file}:{lines}"
+    if page_start is None:
+        return f"{corpus}/{file}:{lines}"
+    last = page_start if page_end is None else page_end
+    pages = f"{page_start}" if last == page_start else f"{page_start}-{last}"
+    return f"{corpus}/{file} p.{pages}:{lines}"
 
 
 def cited(out: AskResponse, corpus: str) -> AskResult:
     """The API's answer with a citation on every passage."""
     passages = [CitedPassage(**dict(p), citation=citation(corpus, p.file, p.line_start,
-                                                          p.line_end)) for p in out.passages]
+                                                          p.line_end, p.page_start, p.page_end))
+                for p in out.passages]
     return AskResult(**{**dict(out), "passages": passages})
 
 
@@ -174,10 +186,11 @@ def create_server(settings: Settings, searcher: Searcher | None = None,
         """Search the documents for passages that answer a question.
 
         Returns up to top_k passages, best first, each an exact quote of a file with its
-        citation (corpus/FILE:L17-L19), character offsets, lines, the sentence that best
-        answers (highlight) and scores; `answerable` is false when the documents probably do
-        not answer the question (the passages are then only the closest ones). Quote the text
-        with its citation; never add what the passages do not say."""
+        citation (corpus/FILE:L17-L19; a PDF's with its pages: corpus/FILE p.3:L12-L14),
+        character offsets, lines, the sentence that best answers (highlight) and scores;
+        `answerable` is false when the documents probably do not answer the question (the
+        passages are then only the closest ones). Quote the text with its citation; never add
+        what the passages do not say."""
         def run() -> AskResult:
             req = AskRequest(question=question, top_k=top_k, mode=mode, files=files)
             with gate:

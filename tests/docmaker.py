@@ -123,6 +123,99 @@ def adversarial_pdf(path: Path) -> Path:
     return path
 
 
+LIGATURES_SHAPED = "Shaped ligatures: the finance office reflects fluid official filings."
+LIGATURES_CODED = ("Ligature code points: the \ufb01scal o\ufb03cer \ufb02agged \ufb01ve "
+                   "\ufb02ows.")  # U+FB01 fi, U+FB03 ffi, U+FB02 fl
+FOOTNOTES = ("Source: the national statistics office, yearbook 2025.",
+             "Estimate by the secretariat, not yet audited.")
+TABLE = (("Country", "Sector", "Share"),
+         ("China", "Digital infrastructure and data centres in member states", "41%"),
+         ("Russia", "Energy", "23%"),
+         ("India", "Agriculture", "12%"))
+
+
+def has_shaping() -> bool:
+    """fpdf2 can shape text (ligature glyphs) only with uharfbuzz installed."""
+    try:
+        import uharfbuzz  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _footnote(pdf: object, n: int, text: str) -> None:
+    """Footnote `n` at the bottom of the page: a short rule, a raised marker, small text."""
+    y = pdf.h - 110  # type: ignore[attr-defined]
+    pdf.line(56, y, 200, y)  # type: ignore[attr-defined]
+    pdf.set_xy(56, y + 4)  # type: ignore[attr-defined]
+    pdf.set_font("DejaVu", size=8)  # type: ignore[attr-defined]
+    _sup(pdf, 10, str(n))
+    pdf.write(10, " " + text)  # type: ignore[attr-defined]
+    pdf.set_font("DejaVu", size=11)  # type: ignore[attr-defined]
+
+
+def _sup(pdf: object, h: float, marker: str) -> None:
+    """A superscript marker (a smaller, raised digit, as word processors set it)."""
+    pdf.char_vpos = "SUP"  # type: ignore[attr-defined]
+    pdf.write(h, marker)  # type: ignore[attr-defined]
+    pdf.char_vpos = "LINE"  # type: ignore[attr-defined]
+
+
+def structures_pdf(path: Path, shaping: bool | None = None) -> Path:
+    """Three pages of what reports are made of (for comparing extractors):
+
+    1. ligatures: a sentence shaped by HarfBuzz (DejaVu Sans turns fi/ffi/fl into ligature
+       glyphs whose text is "fi", ...; only when `shaping` and uharfbuzz is installed), and
+       one written with the ligature code points U+FB01-FB03 (the same ligature glyphs of
+       the font, their text the ligature characters); a body paragraph with a superscript
+       footnote marker, footnote 1 drawn after the body (the order of LaTeX and Word);
+    2. a footnote marker again, footnote 2 drawn as soon as its marker is met, before the
+       rest of the body (content order is not reading order);
+    3. a 4 x 3 table with ruled cells, one cell wrapping onto two lines."""
+    shaping = has_shaping() if shaping is None else shaping
+    pdf = _pdf()
+    pdf.add_page()  # 1
+    if shaping:
+        pdf.set_text_shaping(True)
+        pdf.multi_cell(0, 14, LIGATURES_SHAPED, align="L", new_x="LMARGIN", new_y="NEXT")
+        pdf.set_text_shaping(False)
+    pdf.ln(8)
+    pdf.multi_cell(0, 14, LIGATURES_CODED, align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(8)
+    pdf.write(14, "The fund grew by a third in 2024.")
+    _sup(pdf, 14, "1")
+    pdf.write(14, " Most of the money went to ports and railways. " + LOREM)
+    pdf.ln(22)
+    pdf.multi_cell(0, 14, "Body of page one ends here.", new_x="LMARGIN", new_y="NEXT")
+    _footnote(pdf, 1, FOOTNOTES[0])
+    pdf.add_page()  # 2
+    pdf.set_xy(56, 56)
+    pdf.write(14, "Page two begins here. Trade rose by a fifth.")
+    _sup(pdf, 14, "2")
+    y = pdf.get_y()
+    _footnote(pdf, 2, FOOTNOTES[1])
+    pdf.set_xy(56, y + 14)
+    pdf.multi_cell(0, 14, "After the second marker the body goes on. " + LOREM,
+                   align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 14, "Body of page two ends here.", new_x="LMARGIN", new_y="NEXT")
+    pdf.add_page()  # 3
+    pdf.multi_cell(0, 14, "Table 1. Shares by country.", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(6)
+    from fpdf.enums import TextEmphasis
+    from fpdf.fonts import FontFace
+
+    with pdf.table(col_widths=(90, 150, 60), width=300, align="LEFT", text_align="LEFT",
+                   headings_style=FontFace(emphasis=TextEmphasis.NONE)) as table:
+        for row in TABLE:
+            r = table.row()
+            for cell in row:
+                r.cell(cell)
+    pdf.ln(10)
+    pdf.multi_cell(0, 14, "Text after the table.", new_x="LMARGIN", new_y="NEXT")
+    pdf.output(str(path))
+    return path
+
+
 def scanned_pdf(path: Path) -> Path:
     """Two pages of pictures and drawings only: what a scan looks like to a text extractor."""
     from fpdf import FPDF

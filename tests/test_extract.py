@@ -126,6 +126,56 @@ def test_pdf_boxes_cover_the_characters_on_their_page(adv_pdf: Path) -> None:
     doc.close()
 
 
+LIGATURES = (("fi", "fiscal"), ("ffi", "officer"), ("fl", "flagged"), ("fi", "five"),
+             ("fl", "flows"))  # each ligature glyph of dm.LIGATURES_CODED, in its word
+
+
+def test_pdf_ligatures_are_letters_with_the_ligature_box(tmp_path: Path) -> None:
+    """The font's fi/ffi/fl ligature glyphs, written as the code points U+FB01-FB03 (which
+    pypdf and pdfminer.six return as they are, so a search for 'fiscal' would miss them),
+    come out of PDFium as their letters, each letter with the box of its ligature glyph: no
+    normalisation of ours is needed, the stored text is what PDFium gives. A lexical
+    question written with 'fi' finds the sentence, and the highlight's boxes cover every
+    ligature glyph (PDFium's own boxes on the page)."""
+    import pypdfium2 as pdfium
+
+    from rag.search import Searcher
+
+    root = tmp_path / "corpus"
+    root.mkdir()
+    pdf = dm.structures_pdf(root / "structures.pdf", shaping=False)
+    assert "\ufb01" in dm.LIGATURES_CODED
+    ex = extract(pdf, Limits())
+    words = "the fiscal officer flagged five flows"
+    assert words in ex.text and not re.search("[\ufb00-\ufb06]", ex.text)
+    a = ex.text.index(words)
+    arr = ex.layout.boxes
+    assert arr is not None
+    for lig, at in LIGATURES:  # the letters of one glyph share its box
+        i = a + words.index(at) + at.index(lig)
+        assert all((arr[i + k] == arr[i]).all() for k in range(len(lig)))
+        assert not np.isnan(arr[i]).any() and (arr[i] != arr[i - 1]).any()
+
+    settings = fake_settings(tmp_path, root)
+    index(settings)
+    p = Searcher(settings).ask("fiscal officer flagged flows", 3, "lexical").passages[0]
+    h = p.highlight
+    assert p.file == "structures.pdf" and words in p.text
+    assert h is not None and words in h.text and h.boxes and p.page_start == 1
+
+    doc = pdfium.PdfDocument(str(pdf))
+    tp = doc[0].get_textpage()
+    own = tp.get_text_range()  # one character per char index: the oracle's own letters
+    for lig, at in LIGATURES:
+        i = own.index(at) + at.index(lig)
+        l_, b, r, t = tp.get_charbox(i)
+        cx, cy = (l_ + r) / 2, (b + t) / 2
+        assert any(pg == 1 and x0 <= cx <= x1 and y0 <= cy <= y1
+                   for pg, x0, y0, x1, y1 in h.boxes), (own[i:i + 3], h.boxes)
+    tp.close()
+    doc.close()
+
+
 def test_extraction_is_deterministic_across_processes(adv_pdf: Path, tmp_path: Path) -> None:
     html = tmp_path / "a.html"
     html.write_text(dm.adversarial_html(), encoding="utf-8")

@@ -284,6 +284,37 @@ def check_exact(conn: Connection, body: dict[str, Any]) -> None:
             assert (h["line_start"], h["line_end"]) == lines_of(text, h["start"], h["end"])
 
 
+def test_citation_names_the_pages_of_a_pdf_passage() -> None:
+    """Pure (no server; the corpus served here has no PDF): a converted PDF's passage is
+    cited with its pages, a text, DOCX or HTML passage with its lines only."""
+    from rag.api import AskResponse
+    from rag.mcp_server import citation, cited
+
+    assert citation("corpus", "a.txt", 17, 19) == "corpus/a.txt:L17-L19"
+    assert citation("corpus", "a.txt", 45, 45) == "corpus/a.txt:L45"
+    assert citation("corpus", "r.pdf", 12, 14, 3, 3) == "corpus/r.pdf p.3:L12-L14"
+    assert citation("corpus", "r.pdf", 12, 12, 3, None) == "corpus/r.pdf p.3:L12"
+
+    def passage(rank: int, file: str, lines: tuple[int, int], **where: Any) -> dict[str, Any]:
+        return {"rank": rank, "score": 1.0 / rank, "file": file, "start": 0, "end": 5,
+                "line_start": lines[0], "line_end": lines[1], "text": "words",
+                "highlight": None, "retrievers": {"dense": None, "lexical": None},
+                "file_sha256": "0" * 64, **where}
+
+    out = AskResponse.model_validate({
+        "question": "q", "mode": "hybrid", "answerable": True, "confidence": 0.9,
+        "index": {"generation": "g-000001", "built_at": "x", "model": "fake", "chunks": 4},
+        "timings_ms": {}, "passages": [
+            passage(1, "sub/report.pdf", (12, 14), page_start=3, page_end=4),
+            passage(2, "report.pdf", (40, 40), page_start=7, page_end=7),
+            passage(3, "memo.docx", (5, 6), paragraph=4, heading="Figures"),
+            passage(4, "page.html", (8, 8), heading="Intro", heading_id="intro"),
+            passage(5, "plain.txt", (17, 19))]})
+    got = [p.citation for p in cited(out, "corpus").passages]
+    assert got == ["corpus/sub/report.pdf p.3-4:L12-L14", "corpus/report.pdf p.7:L40",
+                   "corpus/memo.docx:L5-L6", "corpus/page.html:L8", "corpus/plain.txt:L17-L19"]
+
+
 def test_ask_returns_the_passages_of_post_ask(conn: Connection, http_api: TestClient) -> None:
     for q in dev_questions(DEV_QUESTIONS):
         mine = conn.ok("ask", question=q)
