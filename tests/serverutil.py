@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,32 +111,26 @@ def stop(server: Server, grace_s: float = 10.0) -> None:
 
 
 @contextlib.contextmanager
-def running_server(corpus: Path, index: Path, log: Path, model: str | None = None,
-                   ready_timeout_s: float = 60.0, env: dict[str, str] | None = None,
-                   attempts: int = 3, args: tuple[str, ...] = (), ready: bool = True
-                   ) -> Iterator[Server]:
-    """`rag serve` on a free 127.0.0.1 port, ready (200 on /readyz) when yielded; always stopped.
-
-    `args` are extra CLI arguments; with ready=False only /healthz is awaited (for an index
-    that cannot load). The port is picked just before start; if another process takes it in
-    between, the start is retried on a new port (at most `attempts` times)."""
+def process_on_free_port(command: Callable[[int], list[str]], log: Path,
+                         wait: Callable[[Server, float], None], timeout_s: float,
+                         env: dict[str, str] | None = None, attempts: int = 3
+                         ) -> Iterator[Server]:
+    """`command(port)` started on a free 127.0.0.1 port, yielded once `wait` returns; always
+    stopped. The port is picked just before start; if another process takes it in between,
+    the start is retried on a new port (at most `attempts` times)."""
     server: Server | None = None
     try:
         for attempt in range(attempts):
             port = free_port()
-            cmd = [sys.executable, "-m", "rag.cli", "serve", "--host", HOST, "--port", str(port),
-                   "--corpus", str(corpus), "--index", str(index)]
-            if model:
-                cmd += ["--model", model]
-            cmd += list(args)
             with open(log, "ab") as out:
                 proc = subprocess.Popen(
-                    cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    command(port), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
                     env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
                     start_new_session=True)  # its own group, so stop() reaches any children
             server = Server(proc, port, log)
             try:
-                (wait_ready if ready else wait_alive)(server, ready_timeout_s)
+                wait(server, timeout_s)
                 break
             except RuntimeError:
                 if attempt + 1 < attempts and "address already in use" in server.log_tail():
@@ -147,3 +141,22 @@ def running_server(corpus: Path, index: Path, log: Path, model: str | None = Non
     finally:
         if server is not None:
             stop(server)
+
+
+@contextlib.contextmanager
+def running_server(corpus: Path, index: Path, log: Path, model: str | None = None,
+                   ready_timeout_s: float = 60.0, env: dict[str, str] | None = None,
+                   attempts: int = 3, args: tuple[str, ...] = (), ready: bool = True
+                   ) -> Iterator[Server]:
+    """`rag serve` on a free 127.0.0.1 port, ready (200 on /readyz) when yielded; always stopped.
+
+    `args` are extra CLI arguments; with ready=False only /healthz is awaited (for an index
+    that cannot load)."""
+    def command(port: int) -> list[str]:
+        return [sys.executable, "-m", "rag.cli", "serve", "--host", HOST, "--port", str(port),
+                "--corpus", str(corpus), "--index", str(index),
+                *(["--model", model] if model else []), *args]
+
+    with process_on_free_port(command, log, wait_ready if ready else wait_alive,
+                              ready_timeout_s, env, attempts) as server:
+        yield server

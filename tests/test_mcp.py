@@ -40,7 +40,7 @@ from rag.search import Searcher
 from rag.store import index_lock
 
 from .conftest import CORPUS, DEV_GOLD, ROOT
-from .serverutil import HOST, Server, free_port, stop
+from .serverutil import HOST, Server, process_on_free_port
 
 CALL_TIMEOUT_S = 120.0  # the first question waits for the model to load in the server
 START_TIMEOUT_S = 120.0
@@ -172,31 +172,15 @@ def wait_listening(server: Server, timeout_s: float) -> None:
 def http_connection(corpus: Path, index: Path, log: Path, attempts: int = 3
                     ) -> Iterator[Connection]:
     """`rag mcp --http` on a free 127.0.0.1 port (retried if the port is taken meanwhile)."""
-    server: Server | None = None
-    try:
-        for attempt in range(attempts):
-            port = free_port()
-            with open(log, "ab") as out:
-                proc = subprocess.Popen(
-                    [sys.executable, *rag_mcp_args(corpus, index), "--http", "--host", HOST,
-                     "--port", str(port)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, env={**os.environ, **server_env()},
-                    start_new_session=True)
-            server = Server(proc, port, log)
-            try:
-                wait_listening(server, START_TIMEOUT_S)
-                break
-            except RuntimeError:
-                if attempt + 1 < attempts and "address already in use" in server.log_tail():
-                    continue
-                raise
-        assert server is not None
-        with connect("http", streamable_http_client(f"http://{HOST}:{server.port}/mcp"), corpus,
-                     index, log) as conn:
-            yield conn
-    finally:
-        if server is not None:
-            stop(server)
+    def command(port: int) -> list[str]:
+        return [sys.executable, *rag_mcp_args(corpus, index), "--http", "--host", HOST,
+                "--port", str(port)]
+
+    with process_on_free_port(command, log, wait_listening, START_TIMEOUT_S, server_env(),
+                              attempts) as server, \
+            connect("http", streamable_http_client(f"http://{HOST}:{server.port}/mcp"), corpus,
+                    index, log) as conn:
+        yield conn
 
 
 # ---------------------------------------------------------------- fixtures
