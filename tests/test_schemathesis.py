@@ -44,13 +44,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield s
 
 
+WARNINGS = ["missing_auth", "base_url_mismatch", "validation_mismatch", "missing_deserializer",
+            "unused_openapi_auth", "unsupported_regex", "method_not_allowed",
+            "constants_extraction", "unmatched_filter", "unresolvable_reference",
+            "low_valid_rate"]
+
+
 def test_schemathesis_finds_no_server_error_or_schema_violation(
         server: Server, tmp_path: Path) -> None:
     # every default check, positive and negative data, all phases
     cmd = [*schemathesis_cli(), "run", f"{server.url}/openapi.json",
            "--max-examples", str(MAX_EXAMPLES), "--seed", SEED,
            "--generation-database", "none", "--request-timeout", "20",
-           "--wait-for-schema", "10", "--no-color", "--max-failures", "20"]
+           "--wait-for-schema", "10", "--no-color", "--max-failures", "20",
+           # every warning but "missing test data": a generated path cannot name an indexed
+           # document, so the document operations answer 404 to nearly every case (the span,
+           # original and page endpoints are tested with real documents in test_api.py and
+           # test_extract*.py, path payloads in test_api.py's traversal test)
+           "--warnings", ",".join(WARNINGS)]
     out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True,
                          timeout=RUN_TIMEOUT_S, env={**os.environ, "NO_COLOR": "1"})
     report = out.stdout + out.stderr
@@ -59,6 +70,6 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
     assert server.proc.poll() is None, f"the server died:\n{server.log_tail()}"
     assert out.returncode == 0, report[-12000:]
     assert "No issues found" in report
-    assert "5 selected / 5 total" in report or "Selected: 5/5" in report  # every operation
+    assert "Selected: 7/7" in report  # every operation
     generated = re.search(r"(\d+) generated", report)
     assert generated and int(generated.group(1)) >= 2000, "fewer than 2,000 cases ran"
