@@ -127,6 +127,7 @@ def save_gauss() -> dict[str, Any]:
 # ---------------------------------------------------------------- 1+2. in-process latency
 
 REFERENCES = ("reference", "reference_onnx")
+CHUNK_EMBED_ROUNDS = 5  # the seed corpus embedded this many times for the chunks/s figure
 INT8 = "hybrid, float32 questions"
 
 
@@ -385,11 +386,16 @@ def indexing() -> dict[str, Any]:
     gen = open_current(warm_dir)
     texts = [embedding_text(c) for c in gen.chunks(list(range(gen.size)))]
     gen.close()
-    s = time.perf_counter()
-    local_embed_step(emb, sw.embed_batch_size)(texts)
-    el = time.perf_counter() - s
-    out["chunk_embed"] = {"chunks": len(texts), "seconds": el, "chunks_per_s": len(texts) / el}
-    log(f"indexing: {len(texts) / el:.1f} chunks/s")
+    step = local_embed_step(emb, sw.embed_batch_size)
+    step(texts[:sw.embed_batch_size])  # warm-up: the first call of a new session is slower
+    el = 0.0
+    for _ in range(CHUNK_EMBED_ROUNDS):  # steady rate: the seed corpus is only 102 chunks
+        s = time.perf_counter()
+        step(texts)
+        el += time.perf_counter() - s
+    n = CHUNK_EMBED_ROUNDS * len(texts)
+    out["chunk_embed"] = {"chunks": n, "seconds": el, "chunks_per_s": n / el}
+    log(f"indexing: {n / el:.1f} chunks/s")
 
     noop = []
     for _ in range(3):
@@ -785,7 +791,8 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
                  f"texts/s** from IndexReport of the last in-process build (chunks_embedded + "
                  f"sentences_embedded = {w['chunks']} + {w['sentences']} texts over "
                  f"embed_seconds {w['embed_seconds']:.2f} s; sentences are short, so this mixes "
-                 f"sizes); chunks alone (embedding_text of each chunk, timed directly): "
+                 f"sizes); chunks alone (embedding_text of each chunk, after a warm-up batch, the seed "
+                 f"corpus {CHUNK_EMBED_ROUNDS} times, timed directly): "
                  f"**{ce['chunks_per_s']:.1f} chunks/s** ({ce['chunks']} chunks in "
                  f"{ce['seconds']:.2f} s). Seed index on disk: {fmt_bytes(cb['disk_bytes'])}. "
                  "The CLI and in-process builds differ by more than the model load when other "
