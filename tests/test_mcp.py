@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from rag.indexing import build_index
 from rag.search import Searcher
 from rag.store import index_lock
 
-from .conftest import CORPUS, DEV_GOLD, ROOT
+from .conftest import CORPUS, DEV_GOLD, ROOT, need_shared
 from .serverutil import HOST, Server, process_on_free_port
 
 CALL_TIMEOUT_S = 120.0  # the first question waits for the model to load in the server
@@ -63,11 +62,7 @@ def lines_of(text: str, start: int, end: int) -> tuple[int, int]:
 
 def dev_questions(n: int) -> list[str]:
     """The first n dev gold questions; skip without ../shared (fail under CI=true)."""
-    if not DEV_GOLD.exists():
-        msg = f"needs {DEV_GOLD} (the shared dev gold set)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    need_shared(DEV_GOLD)
     return [i.question for i in load_gold(DEV_GOLD)[:n]]
 
 
