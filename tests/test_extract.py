@@ -270,24 +270,27 @@ def test_each_bad_file_gets_one_warning_line_and_the_rest_is_indexed(tmp_path: P
     gen.close()
 
 
-def test_a_hanging_extraction_is_stopped_at_its_time_limit(tmp_path: Path) -> None:
+def test_a_hanging_extraction_is_stopped_at_its_time_limit(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file that takes far longer than the limit (1.2M elements: ~11 s to walk on this
+    machine, so the margin holds on a machine 5x faster) is stopped at a 2 s limit and skipped
+    with that reason; a small page under the same limit is converted (2 s is a generous bound
+    for it even on a loaded machine). The reason, not a stopwatch, is what is asserted."""
     root = tmp_path / "corpus"
     root.mkdir()
     (root / "a.txt").write_text("Plain text is never converted.\n")
     (root / "b.html").write_text("<p>A small page is converted in time.</p>")
-    dm.slow_html(root / "slow.html", 600_000)
-    with ExtractionWorker(Limits()) as w:  # the file really is slow, not just big
-        t0 = time.perf_counter()
-        w.extract(root / "b.html")
-        assert time.perf_counter() - t0 < 0.5
-    settings = fake_settings(tmp_path, extract_timeout_s=0.5)
+    dm.slow_html(root / "slow.html", 1_200_000)
+    assert (root / "slow.html").stat().st_size < Limits().max_bytes  # not skipped for its size
+    settings = fake_settings(tmp_path, extract_timeout_s=2.0)
     t0 = time.perf_counter()
     report = index(settings)
     took = time.perf_counter() - t0
-    assert [(s.path, "took longer than 0.5 s" in s.reason) for s in report.skipped] == [
+    assert [(s.path, "took longer than 2 s" in s.reason) for s in report.skipped] == [
         ("slow.html", True)]
     assert report.added == ["a.txt", "b.html"] and report.extracted == ["b.html"]
-    assert took < 20, took
+    with capsys.disabled():
+        print(f"\nextraction time limit: slow.html stopped at 2 s, index run {took:.1f} s")
 
 
 def test_limits_pages_and_size(adv_pdf: Path, tmp_path: Path) -> None:
