@@ -606,6 +606,15 @@ def scale_params(sc: dict[str, Any]) -> str:
     return "; ".join(sorted(seen)) or "approximate_threshold and efSearch not recorded"
 
 
+def section_start(L: list[str], title: str, data: dict[str, Any]) -> bool:
+    """Append a report section's heading (and its FAILED line); True if there is a result to
+    render below it."""
+    L.append(f"## {title}\n")
+    if "error" in data:
+        L.append(f"FAILED: {data['error']}\n")
+    return bool(data) and "error" not in data
+
+
 def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
     """RESULTS.md."""
     mi = r["machine"]
@@ -635,10 +644,7 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
     L.append("")
 
     ip = r.get("inprocess", {})
-    L.append("## 1. In-process query latency (`Searcher.ask`, query cache off)\n")
-    if "error" in ip:
-        L.append(f"FAILED: {ip['error']}\n")
-    else:
+    if section_start(L, "1. In-process query latency (`Searcher.ask`, query cache off)", ip):
         L.append(f"Seed index: the repo corpus ({ip['chunks']} chunks, {ip['sentences']} sentence "
                  f"vectors), freshly built into `bench/out/index` with default Settings (ONNX "
                  f"backend). Questions of `{DEV}` cycled; {ip['warmup']} warm-up rounds, then "
@@ -718,10 +724,7 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
                  "measured here.\n")
 
     h = r.get("http", {})
-    L.append("## 3. HTTP (`rag serve` subprocess, POST /ask, hybrid)\n")
-    if "error" in h:
-        L.append(f"FAILED: {h['error']}\n")
-    else:
+    if section_start(L, "3. HTTP (`rag serve` subprocess, POST /ask, hybrid)", h):
         primary = "wrk" if h.get("wrk") else "httpx"
         L.append(f"`rag serve --host 127.0.0.1 --port <free>` over `bench/out/index`, env "
                  f"`RAG_QUERY_CACHE_SIZE=0` (no cache hits), {h['duration_s']:.0f} s per "
@@ -898,10 +901,7 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
              "modes interleaved. `Searcher.ask` runs both retrievers in every mode (the mode "
              "only picks the fusion), so dense and lexical cost about what hybrid costs.\n")
     mc = r.get("mcp", {})
-    L.append("## 7. MCP over stdio (`rag mcp`)\n")
-    if "error" in mc:
-        L.append(f"FAILED: {mc['error']}\n")
-    elif mc:
+    if section_start(L, "7. MCP over stdio (`rag mcp`)", mc):
         L.append("Cold start to first answer, as a desktop assistant starts rag: the MCP SDK's "
                  "stdio client spawns `rag mcp --corpus corpus --index bench/out/index` (a new "
                  "process each time), sends `initialize`, then `tools/call ask` with a dev "
@@ -916,10 +916,7 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
                            for i, x in enumerate(mc["runs"], 1)]))
         L.append("")
     fm = r.get("formats", {})
-    L.append("## 8. Converted formats (PDF, HTML)\n")
-    if "error" in fm:
-        L.append(f"FAILED: {fm['error']}\n")
-    elif fm:
+    if section_start(L, "8. Converted formats (PDF, HTML)", fm):
         L.append("`bench/formats.py`: a generated 100-page PDF (seed text, DejaVu Sans 11 pt) and "
                  "an HTML page; extraction in process, the index built with the real model.\n")
         L.append(md_table(["what", "figure"], [
