@@ -139,10 +139,15 @@ def file_text(name: str) -> str:
 
 
 def citation(p: dict[str, Any]) -> str:
-    """The citation the page shows: corpus/FILE:L17-L19 (or :L17 for one line)."""
+    """The citation the page shows: corpus/FILE:L17-L19 (or :L17 for one line); for a PDF
+    passage corpus/FILE p.3 · L17-L19 (p.3-4 across pages)."""
     lines = f"L{p['line_start']}" + (f"-L{p['line_end']}" if p["line_end"] != p["line_start"]
                                      else "")
-    return f"corpus/{p['file']}:{lines}"
+    if p.get("page_start") is None:
+        return f"corpus/{p['file']}:{lines}"
+    pages = (f"{p['page_start']}" if p["page_end"] == p["page_start"]
+             else f"{p['page_start']}-{p['page_end']}")
+    return f"corpus/{p['file']} p.{pages} · {lines}"
 
 
 def ask_in_page(rec: Recorded, server: Server, question: str) -> Any:

@@ -17,7 +17,7 @@ import pytest
 from . import docmaker as dm
 from .conftest import CORPUS
 from .serverutil import Server, running_server
-from .test_browser import CHROMIUM_ARGS, Recorded, _open, chromium_path  # noqa: F401
+from .test_browser import CHROMIUM_ARGS, Recorded, _open, chromium_path, citation  # noqa: F401
 
 pytestmark = pytest.mark.browser
 PDF_Q = "Which company trained farmers in Ussuriysk to use automatic navigation?"
@@ -63,14 +63,6 @@ def api_ask(server: Server, question: str) -> dict[str, Any]:
         return json.loads(r.read())  # type: ignore[no-any-return]
 
 
-def pdf_citation(p: dict[str, Any]) -> str:
-    pages = (f"{p['page_start']}" if p["page_end"] == p["page_start"]
-             else f"{p['page_start']}-{p['page_end']}")
-    lines = f"L{p['line_start']}" + (f"-L{p['line_end']}" if p["line_end"] != p["line_start"]
-                                     else "")
-    return f"corpus/{p['file']} p.{pages} · {lines}"
-
-
 def ask_in_page(rec: Recorded, server: Server, question: str) -> Any:
     page = rec.page
     page.goto(f"{server.url}/?{urlencode({'q': question})}")
@@ -86,7 +78,7 @@ def test_pdf_citation_shows_its_page_and_view_source_boxes_the_span(
     top = api_ask(server, PDF_Q)["passages"][0]
     assert top["file"] == "report.pdf" and top["page_start"] == 1, top
     first = ask_in_page(rec, server, PDF_Q)
-    expect(first.locator(".citation")).to_have_text(pdf_citation(top))
+    expect(first.locator(".citation")).to_have_text(citation(top))
 
     first.get_by_role("link", name="View source").click()
     page = rec.page
