@@ -10,6 +10,7 @@ import threading
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from collections.abc import Container
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -20,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .config import Settings
-from .corpus import LineIndex, file_sha256
+from .corpus import LineIndex
 from .errors import (ConfigError, DocumentNotFoundError, IndexCorruptError, IndexMismatchError,
                      IndexMissingError, OverloadedError, RagError)
 from .search import Searcher, follow_generations, place_span
-from .store import Generation
+from .store import Generation, file_digest
 from .types import Answer, Span
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,7 @@ def answer_out(a: Answer) -> AskResponse:
                        index=IndexOut(**a.index.__dict__), timings_ms=a.timings_ms)
 
 
-def resolve_document(corpus_dir: Path, path: str, known: set[str],
+def resolve_document(corpus_dir: Path, path: str, known: Container[str],
                      listing: str = "GET /documents") -> Path:
     """The file for an indexed path, strictly inside the corpus folder."""
     if "\x00" in path or "\\" in path or path.startswith("/") or ".." in path.split("/"):
@@ -215,12 +216,27 @@ def resolve_document(corpus_dir: Path, path: str, known: set[str],
     return full
 
 
+def span_bounds(start: int | None, end: int | None, length: int) -> tuple[int, int]:
+    """[start, end) of a text of `length` characters (missing ends: the whole text), or
+    DocumentNotFoundError naming the allowed range."""
+    a, b = start or 0, length if end is None else end
+    if not a <= b <= length:
+        raise DocumentNotFoundError(f"span start={a} end={b} is outside the document "
+                                    f"(0..{length}); ask for 0 <= start <= end <= length")
+    return a, b
+
+
+def document_list(gen: Generation) -> list[DocumentOut]:
+    """The files of a generation as GET /documents and MCP list_documents list them."""
+    return [DocumentOut(**f.__dict__, format=gen.document_format(f.path)) for f in gen.files]
+
+
 def document_span(corpus_dir: Path, gen: Generation, path: str, start: int | None = None,
                   end: int | None = None, context: int = 300,
                   listing: str = "GET /documents") -> DocumentSpanOut:
     """A document as it is on disk now (sha256, stale flag); with start/end, that span and
     `context` characters either side. Shared by GET /documents/{path} and MCP read_span."""
-    full = resolve_document(corpus_dir, path, set(gen.file_by_path), listing)
+    full = resolve_document(corpus_dir, path, gen.file_by_path, listing)
     rec = gen.file_by_path[path]
     ex = gen.extracted(path)
     if ex is None:
@@ -228,18 +244,14 @@ def document_span(corpus_dir: Path, gen: Generation, path: str, start: int | Non
         text = data.decode("utf-8", errors="replace")
         sha = hashlib.sha256(data).hexdigest()
     else:  # the text the generation indexed; the file's hash still says if it changed
-        text, sha = ex.text, file_sha256(full)
+        text, sha = ex.text, file_digest(full)
     out = DocumentSpanOut(path=path, title=rec.title, date=rec.date,
                           format=gen.document_format(path), sha256=sha,
                           indexed_sha256=rec.sha256, stale=sha != rec.sha256, length=len(text))
     if start is None and end is None:
         out.text = text
         return out
-    a = start or 0
-    b = len(text) if end is None else end
-    if not a <= b <= len(text):
-        raise DocumentNotFoundError(f"span start={a} end={b} is outside the document "
-                                    f"(0..{len(text)}); ask for 0 <= start <= end <= length")
+    a, b = span_bounds(start, end, len(text))
     ls, le = LineIndex(text).lines(a, b)
     span = place_span(gen, path, Span(a, b, ls, le, text[a:b]))
     out.span = SpanOut(**span.__dict__)
@@ -278,18 +290,15 @@ def page_response(corpus_dir: Path, gen: Generation, path: str, page: int, start
     from .formats import ExtractError
     from .formats.pdf import render_page
 
-    full = resolve_document(corpus_dir, path, set(gen.file_by_path))
+    full = resolve_document(corpus_dir, path, gen.file_by_path)
     ex = gen.extracted(path)
     if ex is None or ex.layout.format != "pdf":
         raise DocumentNotFoundError(f"document {path!r} is not a PDF; pages are for PDFs")
-    stale = file_sha256(full) != gen.file_by_path[path].sha256
+    stale = False  # hashing the original (up to 200 MB) only matters when boxes are drawn
     boxes = []
     if start is not None or end is not None:
-        a, b = start or 0, len(ex.text) if end is None else end
-        if not a <= b <= len(ex.text):
-            raise DocumentNotFoundError(f"span start={a} end={b} is outside the document "
-                                        f"(0..{len(ex.text)}); ask for 0 <= start <= end "
-                                        "<= length")
+        stale = file_digest(full) != gen.file_by_path[path].sha256
+        a, b = span_bounds(start, end, len(ex.text))
         boxes = [] if stale else ex.layout.boxes_for(a, b)
     try:
         png, px, (w, h) = render_page(full, page, boxes, dpi)
@@ -493,8 +502,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
              summary="List indexed documents")
     def documents(s: SearcherDep) -> list[DocumentOut]:
         """The files of the serving generation."""
-        gen = s.generation
-        return [DocumentOut(**f.__dict__, format=gen.document_format(f.path)) for f in gen.files]
+        return document_list(s.generation)
 
     @app.get("/documents/{path:path}/original", responses=responses,
              response_class=Response, summary="The original file (PDF, HTML, DOCX, text)")
@@ -502,7 +510,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
         """The file itself, as it is on disk now, shown inline and never run: HTML comes with
         a sandboxing Content-Security-Policy (no scripts, no requests, its own origin)."""
         gen = s.generation
-        full = resolve_document(settings.corpus_dir, path, set(gen.file_by_path))
+        full = resolve_document(settings.corpus_dir, path, gen.file_by_path)
         return original_response(full, gen.document_format(path))
 
     @app.get("/documents/{path:path}/pages/{page}.png", responses=responses,

@@ -77,27 +77,20 @@ def where(p: Any) -> str:
 
 def cmd_text(args: argparse.Namespace) -> int:
     """Print the text a file is indexed as: what citations' offsets index."""
-    from .corpus import Converter, read_document
-    from .formats import ExtractError, format_of
+    from .corpus import Converter
     from .indexing import limits
 
     settings = _settings(args)
     path: Path = args.file
     if not path.is_file():
         raise ConfigError(f"{str(path)!r} is not a file; give the path of a corpus file")
-    if format_of(path) is None:
-        try:
-            doc = read_document(path, path.name)
-        except ValueError as e:
-            raise ConfigError(f"{path}: {e}") from e
-    else:
-        conv = Converter(limits(settings))
-        try:
-            doc = conv.document(path, path.name)
-        except ExtractError as e:
-            raise ConfigError(f"{path}: {e}") from e
-        finally:
-            conv.close()
+    conv = Converter(limits(settings))  # starts no process for a plain text file
+    try:
+        doc = conv.read(path, path.name)
+    except ValueError as e:  # ExtractError is one
+        raise ConfigError(f"{path}: {e}") from e
+    finally:
+        conv.close()
     sys.stdout.buffer.write(doc.text.encode("utf-8"))
     sys.stdout.flush()
     return 0

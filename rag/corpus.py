@@ -10,10 +10,16 @@ from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import CorpusError
-from .formats import FORMATS, Extracted, ExtractError, Limits, extractor_id, format_of
+from .formats import (FORMATS, Extracted, ExtractError, Limits, check_size, extractor_id,
+                      format_of)
+from .store import file_digest
 from .types import Document
+
+if TYPE_CHECKING:
+    from .formats.worker import ExtractionWorker
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +91,6 @@ def read_document(path: Path, rel: str) -> Document:
     return Document(rel, text, sha256_bytes(data), len(data), title, date)
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in blocks (converted files can be large)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 # (source sha256, extractor id) -> the text extracted before, if a generation kept it
 Reuse = Callable[[str, str], Extracted | None]
 
@@ -106,7 +103,7 @@ class Converter:
     limits: Limits = field(default_factory=Limits)
     reuse: Reuse | None = None
     extracted: list[str] = field(default_factory=list)  # paths extracted by this run
-    _worker: object = None
+    _worker: ExtractionWorker | None = None
 
     def document(self, path: Path, rel: str) -> Document:
         """The converted document; ExtractError (a ValueError) names why it cannot be."""
@@ -116,10 +113,8 @@ class Converter:
         assert fmt is not None
         try:
             size = path.stat().st_size
-            if size > self.limits.max_bytes:
-                raise ExtractError(f"{size:,} bytes is above the limit of "
-                                   f"{self.limits.max_bytes:,} (RAG_EXTRACT_MAX_BYTES)")
-            sha = file_sha256(path)
+            check_size(size, self.limits)  # before hashing a file too big to convert
+            sha = file_digest(path)
         except OSError as e:
             raise ExtractError(f"unreadable ({e.strerror or e})") from e
         version = extractor_id(fmt)
@@ -127,17 +122,20 @@ class Converter:
         if ex is None:
             if self._worker is None:
                 self._worker = ExtractionWorker(self.limits)
-            assert isinstance(self._worker, ExtractionWorker)
             ex = self._worker.extract(path)
             self.extracted.append(rel)
         title, date = parse_metadata(ex.text, rel)
         return Document(rel, ex.text, sha, size, ex.layout.title or title, date, fmt, version,
                         ex.layout)
 
+    def read(self, path: Path, rel: str) -> Document:
+        """Any corpus file as a Document: converted if it is PDF/HTML/DOCX, else as it is."""
+        return self.document(path, rel) if format_of(path) else read_document(path, rel)
+
     def close(self) -> None:
         """Stop the extraction process, if one was started."""
         if self._worker is not None:
-            self._worker.close()  # type: ignore[attr-defined]
+            self._worker.close()
             self._worker = None
 
 
@@ -152,7 +150,7 @@ def load_corpus(corpus_dir: Path, converter: Converter | None = None
         for p in list_files(corpus_dir):
             rel = p.relative_to(corpus_dir).as_posix()
             try:
-                docs.append(conv.document(p, rel) if format_of(p) else read_document(p, rel))
+                docs.append(conv.read(p, rel))
             except ValueError as e:
                 log.warning("skipping %s: %s", rel, e)
                 skipped.append(Skipped(rel, str(e)))

@@ -29,8 +29,8 @@ from .highlight import sentence_spans
 from .errors import ConfigError, IndexCorruptError, IndexMissingError
 from .formats import Extracted, Limits, load_extracted, save_extracted
 from .store import (CURRENT, TEXTS, Generation, collect_garbage, new_tmp_folder,
-                    next_generation_name, open_current, publish, read_current, seal_manifest,
-                    validate_folder, write_atomic, write_chunks_db)
+                    next_generation_name, open_current, point_current, publish, read_current,
+                    seal_manifest, validate_folder, write_chunks_db)
 from .types import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def reuse_from(prev: Generation | None) -> Reuse | None:
         if (sha, extractor) not in known:
             return None
         try:
-            return load_extracted(prev.folder / TEXTS, sha)
+            return load_extracted(prev.folder / TEXTS, sha, mmap=True)
         except (OSError, ValueError) as e:  # validated at load, so only a vanished folder
             log.warning("cannot reuse the stored text of %s: %s", sha[:12], e)
             return None
@@ -187,7 +187,7 @@ def build_index(settings: Settings, full: bool = False,
     removed = sorted(set(old) - new_paths)
     if prev is not None and not (added or changed or removed):
         if read_current(settings.index_dir) != prev.name:  # damaged or dangling pointer
-            write_atomic(settings.index_dir / CURRENT, f"{prev.name}\n".encode())
+            point_current(settings.index_dir, prev.name)
             log.warning("repaired %s: it now names %s", CURRENT, prev.name)
         collect_garbage(settings.index_dir, settings.keep_generations)  # sweep killed runs
         prev.close()

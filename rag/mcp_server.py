@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import __version__
 from .api import (MAX_CONTEXT, NO_NUL, AskRequest, AskResponse, DocumentOut, DocumentSpanOut,
-                  Gate, PassageOut, answer_out, document_span, public_message)
+                  Gate, PassageOut, answer_out, document_list, document_span, public_message)
 from .config import Settings
 from .errors import DocumentNotFoundError, RagError
 from .search import Searcher, follow_generations
@@ -213,8 +213,7 @@ def create_server(settings: Settings, searcher: Searcher | None = None,
         """List the indexed documents: path, title, date, size in bytes, chunks, sha256."""
         def run() -> DocumentList:
             gen = searcher.generation
-            return DocumentList(generation=gen.name,
-                                documents=[DocumentOut(**f.__dict__) for f in gen.files])
+            return DocumentList(generation=gen.name, documents=document_list(gen))
         return reply(run, hide)
 
     server = _Server(

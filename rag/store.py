@@ -243,6 +243,11 @@ def new_tmp_folder(index_dir: Path, name: str) -> Path:
     return tmp
 
 
+def point_current(index_dir: Path, name: str) -> None:
+    """Make CURRENT name generation `name` (atomically, durably)."""
+    write_atomic(index_dir / CURRENT, f"{name}\n".encode())
+
+
 def publish(index_dir: Path, tmp: Path, name: str) -> Path:
     """fsync the built folder, rename it into place, then switch CURRENT to it."""
     fsync_tree(tmp)
@@ -250,7 +255,7 @@ def publish(index_dir: Path, tmp: Path, name: str) -> Path:
     os.rename(tmp, final)
     try:
         fsync_path(final.parent)
-        write_atomic(index_dir / CURRENT, f"{name}\n".encode())
+        point_current(index_dir, name)
     except BaseException:
         if read_current(index_dir) != name:  # never published: leave no stray generation
             shutil.rmtree(final, ignore_errors=True)

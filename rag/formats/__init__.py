@@ -150,15 +150,19 @@ def extractor_id(fmt: str) -> str:
     return did()
 
 
+def check_size(size: int, limits: Limits) -> None:
+    """ExtractError if a file of `size` bytes is over the limit."""
+    if size > limits.max_bytes:
+        raise ExtractError(f"{size:,} bytes is above the limit of {limits.max_bytes:,} "
+                           "(RAG_EXTRACT_MAX_BYTES)")
+
+
 def extract(path: Path, limits: Limits) -> Extracted:
     """Convert one file, in this process (worker.py runs this under a time limit)."""
     fmt = format_of(path)
     if fmt is None:
         raise ExtractError(f"unsupported suffix {path.suffix!r}")
-    size = path.stat().st_size
-    if size > limits.max_bytes:
-        raise ExtractError(f"{size:,} bytes is above the limit of {limits.max_bytes:,} "
-                           "(RAG_EXTRACT_MAX_BYTES)")
+    check_size(path.stat().st_size, limits)
     if fmt == "pdf":
         from .pdf import extract_pdf as run
     elif fmt == "html":
@@ -174,7 +178,7 @@ def extract(path: Path, limits: Limits) -> Extracted:
     return out
 
 
-def save_extracted(folder: Path, sha256: str, ex: Extracted) -> list[str]:
+def save_extracted(folder: Path, sha256: str, ex: Extracted) -> None:
     """Write text, layout and (PDF) boxes as plain files named by the source's sha256."""
     folder.mkdir(parents=True, exist_ok=True)
     names = [f"{sha256}.txt", f"{sha256}.json"]
@@ -185,7 +189,6 @@ def save_extracted(folder: Path, sha256: str, ex: Extracted) -> list[str]:
         names.append(f"{sha256}.boxes.npy")
         np.save(folder / names[2], np.ascontiguousarray(ex.layout.boxes, dtype=np.float32),
                 allow_pickle=False)
-    return names
 
 
 def load_extracted(folder: Path, sha256: str, mmap: bool = False) -> Extracted:

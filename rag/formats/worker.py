@@ -55,7 +55,6 @@ class ExtractionWorker:
         self.limits = limits
         self._proc: Any = None
         self._conn: Any = None
-        self.extracted = 0
 
     def _start(self) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -103,7 +102,6 @@ class ExtractionWorker:
             raise ExtractError(f"the extraction process died on it (exit code {code})") from None
         if kind == "error":
             raise ExtractError(value)
-        self.extracted += 1
         return value  # type: ignore[no-any-return]
 
     def close(self) -> None:
