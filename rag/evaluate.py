@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 
 from .corpus import LineIndex
 from .errors import ConfigError
+from .store import file_digest
 from .types import Answer, Mode, Span
 
 METRICS = ("recall@1", "recall@3", "recall@5", "recall@10", "mrr@10", "ndcg@10",
@@ -178,15 +178,25 @@ def _with_lines(ev: Evidence, lines: LineIndex) -> Evidence:
 
 
 def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: Path,
-                  ks: Sequence[int] = (1, 3, 5, 10)) -> ModeResult:
-    """Run every gold question through ``ask(question, top_k, mode)`` and score it."""
-    texts: dict[str, tuple[str, LineIndex]] = {}
+                  ks: Sequence[int] = (1, 3, 5, 10),
+                  read_text: Callable[[str], str] | None = None) -> ModeResult:
+    """Run every gold question through ``ask(question, top_k, mode)`` and score it.
+
+    ``read_text(path)`` is the text offsets index (default: the file's bytes as UTF-8; for a
+    converted PDF/HTML/DOCX file, the generation's stored text)."""
+    read = read_text or (lambda path: (corpus_dir / path).read_bytes().decode("utf-8"))
+    texts: dict[str, str] = {}
+    line_index: dict[str, LineIndex] = {}  # only for evidence files
 
     def file_text(path: str) -> str:
         if path not in texts:
-            text = (corpus_dir / path).read_bytes().decode("utf-8")
-            texts[path] = (text, LineIndex(text))
-        return texts[path][0]
+            texts[path] = read(path)
+        return texts[path]
+
+    def lines_of(path: str) -> LineIndex:
+        if path not in line_index:
+            line_index[path] = LineIndex(file_text(path))
+        return line_index[path]
 
     ranks: list[int | None] = []
     times: list[float] = []
@@ -206,8 +216,6 @@ def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: P
             total += 1
             exact += file_text(p.file)[p.start:p.end] == p.text
         chars.extend(len(p.text) for p in ans.passages[:5])
-        for ev in item.evidence:
-            file_text(ev.file)
         r = first_hit_rank(spans, item.evidence, RANK_CUTOFF) if item.answerable else None
         questions.append(QuestionResult(
             item.id, item.question, item.answerable, r, ans.confidence, ans.answerable,
@@ -215,7 +223,7 @@ def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: P
             tuple(Shown(p.rank, p.file, p.start, p.end, p.line_start, p.line_end, p.score,
                         p.text if p.rank == 1 else None, p.highlight)
                   for p in ans.passages[:SHOWN]),
-            tuple(_with_lines(ev, texts[ev.file][1]) for ev in item.evidence)))
+            tuple(_with_lines(ev, lines_of(ev.file)) for ev in item.evidence)))
         if not item.answerable:
             abstained_unans += not ans.answerable
             continue
@@ -254,8 +262,13 @@ def evaluate(searcher: Any, items: Sequence[GoldItem], modes: Sequence[Mode],
     for item in items[:3]:  # warm-up so the first timings are not model start-up
         searcher.ask(item.question, RANK_CUTOFF, "hybrid")
     searcher.cache.size = 0
-    return {m: evaluate_mode(searcher.ask, items, m, searcher.settings.corpus_dir, ks)
-            for m in modes}
+    corpus_dir = searcher.settings.corpus_dir
+
+    def read_text(path: str) -> str:  # what the offsets index: stored text if converted
+        ex = searcher.generation.extracted(path)
+        return ex.text if ex is not None else (corpus_dir / path).read_bytes().decode("utf-8")
+
+    return {m: evaluate_mode(searcher.ask, items, m, corpus_dir, ks, read_text) for m in modes}
 
 
 def run_info(searcher: Any, gold: Path, items: Sequence[GoldItem], modes: Sequence[str],
@@ -271,7 +284,7 @@ def run_info(searcher: Any, gold: Path, items: Sequence[GoldItem], modes: Sequen
         "model": {"name": m["model"]["name"], "fingerprint": m["model"]["fingerprint"],
                   "dim": m["model"]["dim"], "backend": s.backend,
                   "quantize_queries": s.quantize_queries},
-        "gold": {"path": str(gold), "sha256": hashlib.sha256(gold.read_bytes()).hexdigest(),
+        "gold": {"path": str(gold), "sha256": file_digest(gold),
                  "items": len(items), "answerable": sum(i.answerable for i in items)},
         "settings": {"modes": list(modes), "top_k": max(RANK_CUTOFF, *ks), "ks": list(ks),
                      "chunking": m["chunking"],

@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 import numpy as np
 
 from .charts import ANSWERABLE, UNANSWERABLE, bar_chart, line_chart, reliability_chart, strip_chart
-from .evaluate import RANK_CUTOFF, calibration_error, rank_label, recall_at, reliability
+from .evaluate import RANK_CUTOFF, Gate, calibration_error, rank_label, recall_at, reliability
 
 OPS = {">=": "≥", "<=": "≤"}
 LOWER_IS_BETTER = {"false_abstain_rate", "query_ms_p50", "query_ms_p95"}
@@ -157,7 +157,7 @@ def _metric_table(r: dict[str, Any]) -> str:
             if v is None:
                 cells.append("<td></td>")
                 continue
-            bad = g is not None and not (v >= g["value"] if g["op"] == ">=" else v <= g["value"])
+            bad = g is not None and not Gate(**g).passes(v)
             cls = ("fail" if m == gated else "below") if bad else ""
             flag = '<span class="flag" title="fails the gate">✗</span>' if bad else ""
             cells.append(f'<td class="{cls}" data-mode="{_e(m)}" data-metric="{_e(name)}" '
