@@ -21,15 +21,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def need_shared(path: Path) -> None:
-    """Skip a test whose data in ../shared is missing; under CI=true, fail it instead (CI
-    has ../shared, so a missing file there means the suite would silently test less)."""
-    if path.exists():
-        return
-    msg = f"needs {path.relative_to(SHARED.parent) if path.is_relative_to(SHARED.parent) else path}"
+def skip_or_fail(msg: str) -> None:
+    """Skip (also a whole module) when something the tests need is missing; under CI=true,
+    fail instead: CI installs everything, so a skip there would silently test less."""
     if IN_CI:
-        pytest.fail(f"{msg}, which is missing (CI=true: the shared data must be there)")
-    pytest.skip(msg)
+        pytest.fail(f"{msg} (CI=true: it must be there)", pytrace=False)
+    pytest.skip(msg, allow_module_level=True)
+
+
+def need_shared(path: Path) -> None:
+    """Skip or fail (see skip_or_fail) a test whose data in ../shared is missing."""
+    if not path.exists():
+        skip_or_fail(f"needs {path.relative_to(SHARED.parent) if path.is_relative_to(SHARED.parent) else path}")
+
+
+def need_font(font: Path) -> None:
+    """Skip or fail a test that draws PDFs with this TTF font (.ci/run installs it)."""
+    if not font.exists():
+        skip_or_fail(f"needs the TTF font {font} (apt-get install fonts-dejavu-core)")
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from .conftest import CORPUS, ROOT
+from .conftest import CORPUS, ROOT, skip_or_fail
 from .serverutil import Server, running_server
 
 pytestmark = pytest.mark.browser
@@ -42,11 +42,8 @@ WAIT_MS = 60_000  # the first question warms the model up
 
 def _missing(what: str) -> None:
     """Skip, or fail under CI=true, when the browser stack is not installed."""
-    msg = (f"{what}; install Debian's Chromium with `apt-get install chromium` "
-           "(do not use `playwright install`)")
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(msg)
-    pytest.skip(msg)
+    skip_or_fail(f"{what}; install Debian's Chromium with `apt-get install chromium` "
+                 "(do not use `playwright install`)")
 
 
 # ---------------------------------------------------------------- fixtures

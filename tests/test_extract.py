@@ -20,17 +20,12 @@ from rag.formats.worker import ExtractionWorker
 from rag.indexing import build_index
 from rag.store import TEXTS, index_lock, open_current
 
-from .conftest import CORPUS, IN_CI, ROOT, fake_settings
+from .conftest import CORPUS, ROOT, fake_settings, need_font
 from . import docmaker as dm
 
 pytest.importorskip("pypdfium2")
 pytest.importorskip("fpdf")
-if not dm.FONT.exists():
-    if IN_CI:  # .ci/run installs it: under CI a missing font must not mean fewer tests
-        pytest.fail(f"needs the TTF font {dm.FONT} (apt-get install fonts-dejavu-core)",
-                    pytrace=False)
-    pytest.skip(f"needs the TTF font {dm.FONT} (apt-get install fonts-dejavu-core)",
-                allow_module_level=True)
+need_font(dm.FONT)
 
 SEED = CORPUS / "sco-ai-cooperation-2025-09-01.txt"
 

@@ -15,9 +15,10 @@ from urllib.parse import unquote, urlencode
 import pytest
 
 from . import docmaker as dm
-from .conftest import CORPUS
+from .conftest import CORPUS, need_font
 from .serverutil import Server, running_server
-from .test_browser import CHROMIUM_ARGS, Recorded, _open, chromium_path, citation  # noqa: F401
+from .test_browser import (Recorded, api_ask, browser, chromium_path, citation,  # noqa: F401
+                           rec)
 
 pytestmark = pytest.mark.browser
 PDF_Q = "Which company trained farmers in Ussuriysk to use automatic navigation?"
@@ -26,8 +27,7 @@ PDF_Q = "Which company trained farmers in Ussuriysk to use automatic navigation?
 @pytest.fixture(scope="module")
 def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
            ) -> Iterator[Server]:
-    if not dm.FONT.exists():
-        pytest.skip(f"needs {dm.FONT}")
+    need_font(dm.FONT)
     tmp = tmp_path_factory.mktemp("docs-browser")
     corpus = tmp / "corpus"
     corpus.mkdir()
@@ -37,30 +37,6 @@ def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory  # noqa
     with running_server(corpus, tmp / "index", tmp / "serve.log", model="fake",
                         ready_timeout_s=120.0) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: Path) -> Iterator[Any]:  # noqa: F811
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(chromium_path), headless=True,
-                               args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def rec(browser: Any) -> Iterator[Recorded]:
-    yield from _open(browser)
-
-
-def api_ask(server: Server, question: str) -> dict[str, Any]:
-    req = urllib.request.Request(f"{server.url}/ask", method="POST",
-                                 data=json.dumps({"question": question}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read())  # type: ignore[no-any-return]
 
 
 def ask_in_page(rec: Recorded, server: Server, question: str) -> Any:

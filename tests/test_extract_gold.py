@@ -15,7 +15,7 @@ from rag.indexing import build_index
 from rag.store import index_lock, open_current
 
 from . import docmaker as dm
-from .conftest import CORPUS, DEV_GOLD, need_shared
+from .conftest import CORPUS, DEV_GOLD, need_font, need_shared
 
 pytestmark = pytest.mark.slow
 FORMATS = ("txt", "pdf", "html", "docx")
@@ -38,8 +38,7 @@ def four(tmp_path_factory: pytest.TempPathFactory, real_embedder):  # type: igno
     from rag.config import Settings
     from rag.search import Searcher
 
-    if not dm.FONT.exists():
-        pytest.skip(f"needs {dm.FONT}")
+    need_font(dm.FONT)
     need_shared(DEV_GOLD)
     tmp = tmp_path_factory.mktemp("four")
     root = tmp / "corpus"

@@ -8,10 +8,8 @@ Chromium: the oracles are the two JSON reports and the corpus files on disk."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import asdict
 from html import escape
 from html.parser import HTMLParser
@@ -26,7 +24,7 @@ from rag.evaluate import calibration_error, rank_label, reliability
 from rag.report import render_html
 
 from .conftest import CORPUS, DEV_GOLD, ROOT, need_shared
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, _missing
+from .test_browser import browser, chromium_path  # noqa: F401  (fixtures)
 from .test_eval import GATES
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -263,22 +261,6 @@ def runs(real_index, real_embedder, tmp_path_factory: pytest.TempPathFactory) ->
     return {"html": tmp / "report.html", "stdout": now.stdout,
             "before": json.loads((tmp / "base.json").read_text()),
             "after": json.loads((tmp / "run.json").read_text())}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One headless Debian Chromium (skipped, or failed under CI=true, when missing)."""
-    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
-        _missing(f"the report test needs {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("the report test needs the Python package `playwright`")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                               args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def file_text(name: str) -> str:

@@ -43,7 +43,7 @@ from rag.indexing import IndexReport, build_index
 from rag.lexical import LexicalIndex
 from rag.search import Searcher
 from rag.types import Answer
-from rag.store import (MANIFEST, index_lock, list_generations, load_generation,
+from rag.store import (MANIFEST, index_lock, load_generation,
                        open_current, read_current, validate_folder)
 
 from .conftest import CORPUS, ROOT, fake_settings
