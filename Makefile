@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: setup index serve test fuzz bench eval calibrate clean
+.PHONY: setup index serve test fuzz bench eval calibrate train-reader clean
 
 # torch first, pinned: pip takes the local CPU build; any other torch request would pull
 # a multi-GB CUDA build. Then the project with its test and Ray extras.
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,ray]'
+	$(BIN)/pip install --quiet -e '.[test,ray,train]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -48,6 +48,12 @@ endef
 # so abstention figures on that set are in-sample; dev and SQuAD validation are held out.
 calibrate: index
 	$(BIN)/python eval/calibrate.py eval/gold.jsonl
+
+# Train the reader from the bundled MiniLM on ../shared/qa-train (about an hour on 2 cores;
+# resumable: run it again after an interruption), export it to ONNX int8, calibrate it on
+# held-out training articles and install it with its card into rag/models/reader.
+train-reader: setup
+	$(BIN)/rag train-reader --install rag/models/reader $(TRAIN_ARGS)
 
 fuzz: setup
 	RAG_FUZZ_LONG=1 $(BIN)/python -m pytest -q -ra -m fuzz tests

@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     faiss_query_threads: int = Field(1, ge=0, le=256)  # 0: FAISS's default
     query_cache_size: int = Field(1024, ge=0)
 
+    # The reader (rag/models/reader: a 2-layer cross-encoder trained here) reads the top
+    # passages with the question: it reorders them, judges `answerable` and marks the answer.
+    # Off (or "read": false per request): today's fast path, the abstainer above.
+    read: bool = True
+    reader_candidates: int = Field(4, ge=1, le=50)  # passages read per question (the top ones)
+    reader_dir: Path | None = None  # None: the bundled model
+    reader_quantized: bool = True  # int8 (measured: same figures, ~2x faster; README)
+    reader_threads: int = Field(0, ge=0, le=256)  # ONNX Runtime intra-op threads (0: per core)
+
     # Converting PDF, HTML and DOCX files (untrusted input: every file within these limits,
     # each in a separate process; a file over a limit is skipped with the reason)
     extract_max_bytes: int = Field(200_000_000, ge=1)

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 from importlib import resources
 
 import numpy as np
@@ -25,6 +26,9 @@ from .lexical import tokenize
 from .lru import LRU
 from .store import Generation, load_generation, open_current, read_current
 from .types import MODES, Answer, Chunk, Hit, IndexInfo, Mode, Passage, RetrieverScore, Span
+
+if TYPE_CHECKING:
+    from .reader.runtime import Reader
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +223,7 @@ class Searcher:
         self._gen: Generation | None = None
         self._reload_lock = threading.Lock()
         self._batcher: Callable[[str], np.ndarray] | None = None
+        self._reader: Reader | None = None
         # Sentence spans and stemmed tokens of passages: document-side work, done once a
         # passage per generation (bounded), not once a question.
         self._prepared: LRU[tuple[str, int, int, int],
@@ -299,13 +304,27 @@ class Searcher:
             self.cache.put(question, v)
         return v
 
+    @property
+    def reader(self) -> Reader:
+        """The reader model, loaded on first use and shared (ONNX Runtime sessions are safe
+        to run from many threads)."""
+        if self._reader is None:
+            with self._embedder_lock:
+                if self._reader is None:
+                    from .reader.runtime import Reader
+
+                    s = self.settings
+                    self._reader = Reader(s.reader_dir, s.reader_quantized, s.reader_threads)
+        return self._reader
+
     def ask(self, question: str, top_k: int | None = None, mode: Mode = "hybrid",
-            files: Sequence[str] | None = None) -> Answer:
-        """Ranked, cited passages for a question, from one generation."""
-        return self.ask_with_features(question, top_k, mode, files)[0]
+            files: Sequence[str] | None = None, read: bool | None = None) -> Answer:
+        """Ranked, cited passages for a question, from one generation. ``read``: let the
+        reader reorder the top passages and judge the answer (None: the settings' default)."""
+        return self.ask_with_features(question, top_k, mode, files, read)[0]
 
     def ask_with_features(self, question: str, top_k: int | None = None, mode: Mode = "hybrid",
-                          files: Sequence[str] | None = None
+                          files: Sequence[str] | None = None, read: bool | None = None
                           ) -> tuple[Answer, tuple[float, ...]]:
         """The answer and the abstention features it was judged on (for calibration)."""
         t0 = time.perf_counter()
@@ -346,15 +365,37 @@ class Searcher:
         match = type_match(question, [p.highlight.text for p in passages[:3] if p.highlight])
         feats = answer_features(dense_hits, evidence, match)
         confidence = self.abstainer.confidence(*feats) if passages else 0.0
+        answerable = confidence >= self.abstainer.threshold
         t3 = time.perf_counter()
+        reader = None
+        if (self.settings.read if read is None else read) and passages:
+            reader = self.reader
+            passages, confidence = self.read(reader, gen, question, passages, feats)
+            answerable = confidence >= reader.threshold
+        t4 = time.perf_counter()
         m = gen.manifest
+        timings = {"embed": round((t1 - t0) * 1000, 3), "search": round((t2 - t1) * 1000, 3),
+                   "highlight": round((t3 - t2) * 1000, 3)}
+        if reader is not None:
+            timings["read"] = round((t4 - t3) * 1000, 3)
+        timings["total"] = round((t4 - t0) * 1000, 3)
         answer = Answer(
-            question, mode, passages, confidence >= self.abstainer.threshold,
-            round(confidence, 4),
-            IndexInfo(gen.name, m["built_at"], m["model"]["name"], gen.size),
-            {"embed": round((t1 - t0) * 1000, 3), "search": round((t2 - t1) * 1000, 3),
-             "highlight": round((t3 - t2) * 1000, 3), "total": round((t3 - t0) * 1000, 3)})
+            question, mode, passages, answerable, round(confidence, 4),
+            IndexInfo(gen.name, m["built_at"], m["model"]["name"], gen.size,
+                      reader.fingerprint if reader is not None else None), timings)
         return answer, feats
+
+    def read(self, reader: Reader, gen: Generation, question: str, passages: list[Passage],
+             features: tuple[float, ...]) -> tuple[list[Passage], float]:
+        """The reader over the top passages: reordered, each with its probability and its
+        answer span (placed in a converted original like any span); P(answerable)."""
+        from .reader.runtime import centre, rerank
+
+        n = min(len(passages), self.settings.reader_candidates)
+        readings = reader.read(question, [(p.text, centre(p)) for p in passages[:n]])
+        out = rerank(passages, readings, reader.fusion_weight, reader.answer_threshold)
+        return ([replace(p, answer=place_span(gen, p.file, p.answer)) if p.answer else p
+                 for p in out], reader.confidence(readings, features))
 
     def dense_hits(self, gen: Generation, qv: np.ndarray, n: int, allowed: np.ndarray | None,
                    sims_out: dict[int, float] | None = None) -> list[Hit]:

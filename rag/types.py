@@ -80,6 +80,14 @@ class Span:
 
 
 @dataclass(frozen=True)
+class AnswerSpan(Span):
+    """The reader's short answer inside a passage: an exact span like any other, with the
+    reader's probability for it (start x end, over the window it read)."""
+
+    score: float = 0.0
+
+
+@dataclass(frozen=True)
 class Passage:
     """A ranked, cited passage of the answer."""
 
@@ -101,6 +109,9 @@ class Passage:
     heading: str | None = None
     heading_id: str | None = None
     paragraph: int | None = None
+    # the reader (when it read this passage): calibrated P(the passage answers), the answer
+    read: float | None = None
+    answer: AnswerSpan | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,7 @@ class IndexInfo:
     built_at: str
     model: str
     chunks: int
+    reader: str | None = None  # the reader's fingerprint, when it read the passages
 
 
 @dataclass(frozen=True)

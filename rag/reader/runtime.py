@@ -1,0 +1,172 @@
+"""The reader at query time: the bundled ONNX model (int8) over a few short windows.
+
+``Reader.read(question, passages)`` reads each passage around its centre sentence and gives
+the calibrated probability that the window holds the answer, and the best answer span in
+passage offsets. One ONNX Runtime session, safe to call from many threads at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..types import AnswerSpan, Passage
+from . import windows as W
+from .calibration import Logistic, Platt
+
+MAX_ANSWER_TOKENS = 30
+CARD = "card.json"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the reader made of one passage."""
+
+    logit: float
+    probability: float  # calibrated P(the window holds the answer)
+    answer: tuple[int, int] | None  # passage offsets of the best span (None: empty window)
+    answer_score: float  # that span's probability (start x end)
+    window: tuple[int, int]  # passage offsets of what was read
+
+
+def bundled_dir() -> Path:
+    return Path(str(resources.files("rag").joinpath("models", "reader")))
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    m = x.max()
+    return x - m - np.log(np.exp(x - m).sum())
+
+
+def best_span(start: np.ndarray, end: np.ndarray, lo: int, hi: int, max_len: int
+              ) -> tuple[int, int, float]:
+    """Token positions ``i <= j < i + max_len`` in ``[lo, hi)`` maximising start[i] + end[j],
+    and that span's probability: softmax over [CLS] and the window's tokens, start x end
+    (pure). (0, 0, 0.0) for an empty window."""
+    if hi <= lo:
+        return 0, 0, 0.0
+    allowed = np.r_[0, np.arange(lo, hi)]
+    ls, le = log_softmax(start[allowed])[1:], log_softmax(end[allowed])[1:]
+    n = hi - lo
+    i, j = np.indices((n, n))
+    grid = np.where((j >= i) & (j - i < max_len), ls[:, None] + le[None, :], -np.inf)
+    k = int(np.argmax(grid))
+    bi, bj = divmod(k, n)
+    return lo + bi, lo + bj, float(np.exp(grid[bi, bj]))
+
+
+class Reader:
+    """The ONNX reader with its calibration and operating threshold (from its card)."""
+
+    def __init__(self, folder: Path | None = None, quantized: bool = True, threads: int = 0
+                 ) -> None:
+        import onnxruntime as ort
+
+        folder = folder or bundled_dir()
+        card_path = folder / CARD
+        if not card_path.is_file():
+            raise ConfigError(f"no reader model in {folder} (missing {CARD}); train one with "
+                              "`rag train-reader`, or ask with read off (--no-read / \"read\": false)")
+        self.card = json.loads(card_path.read_text())
+        self.file = folder / self.card["files"]["int8" if quantized else "fp32"]
+        digest = hashlib.sha256(self.file.read_bytes()).hexdigest()
+        if digest != self.card["sha256"][self.file.name]:
+            raise ConfigError(f"{self.file} does not match its card's sha256; the model file is "
+                              "damaged: restore it from git (git checkout rag/models/reader)")
+        self.fingerprint = f"{self.card['name']}@{digest[:16]}"
+        cal = self.card["calibration"]
+        self.platt = Platt(cal["a"], cal["b"])  # P(this window holds the answer)
+        self.answer_threshold: float = cal.get("answer_threshold", 0.5)
+        self.fusion_weight: float = cal["fusion_weight"]
+        ab = cal.get("abstain")  # P(answerable) from the best logit + the fast path's features
+        self.abstain = Logistic(tuple(ab["weights"]), ab["bias"]) if ab else None
+        self.threshold: float = cal["threshold"]
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = ort.InferenceSession(str(self.file), opts,
+                                             providers=["CPUExecutionProvider"])
+
+    def confidence(self, readings: list[Reading], features: tuple[float, ...]) -> float:
+        """P(the corpus answers): the answerability model over the best reading's logit and
+        the fast path's answer features (``search.answer_features``), calibrated on held-out
+        training articles; without one, the best window's probability."""
+        if not readings:
+            return 0.0
+        best = max(r.logit for r in readings)
+        if self.abstain is None:
+            return float(self.platt(np.array([best]))[0])
+        return float(self.abstain(np.array([best, *features]))[()])
+
+    def logits(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw relevance, start and end logits for a padded batch."""
+        rel, s, e = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                             "token_type_ids": types})
+        return rel, s, e
+
+    def read(self, question: str, passages: list[tuple[str, tuple[int, int]]]
+             ) -> list[Reading]:
+        """Read each (passage text, centre span in passage offsets)."""
+        if not passages:
+            return []
+        q = W.question_ids(question)
+        encs = W.encode([t for t, _ in passages])
+        wins = [W.window_around(enc, c[0], c[1], W.budget_for(q))
+                for enc, (_, c) in zip(encs, passages)]
+        pairs = [W.pair(q, enc, w) for enc, w in zip(encs, wins)]
+        ids, mask, types = W.batch(pairs, [len(q)] * len(pairs))
+        rel, s, e = self.logits(ids, mask, types)
+        probs = self.platt(rel)
+        out = []
+        off = len(q) + 2
+        for k, (enc, w) in enumerate(zip(encs, wins)):
+            i, j, p = best_span(s[k], e[k], off, off + (w.b - w.a), MAX_ANSWER_TOKENS)
+            ans = None
+            if w.b > w.a:
+                ans = (int(enc.starts[w.a + i - off]), int(enc.ends[w.a + j - off]))
+            out.append(Reading(float(rel[k]), float(probs[k]), ans, round(p, 4),
+                               (w.start, w.end)))
+        return out
+
+
+def centre(p: Passage) -> tuple[int, int]:
+    """Where to read a passage: its highlight (passage offsets), else its beginning."""
+    if p.highlight is None:
+        return 0, 0
+    return p.highlight.start - p.start, p.highlight.end - p.start
+
+
+def order(logits: list[float], fused: list[float], fusion_weight: float) -> list[int]:
+    """Indices of read passages, best first: reader logit + weight x fused score (pure;
+    ties keep the retrieval order)."""
+    keys = [lg + fusion_weight * f for lg, f in zip(logits, fused)]
+    return sorted(range(len(keys)), key=lambda i: (-keys[i], i))
+
+
+def answer_span(p: Passage, r: Reading) -> AnswerSpan | None:
+    """The reading's answer as an exact file span of the passage."""
+    if r.answer is None:
+        return None
+    a, b = r.answer
+    ls = p.line_start + p.text.count("\n", 0, a)
+    return AnswerSpan(p.start + a, p.start + b, ls, ls + p.text.count("\n", a, b),
+                      p.text[a:b], score=r.answer_score)
+
+
+def rerank(passages: list[Passage], readings: list[Reading], fusion_weight: float,
+           threshold: float) -> list[Passage]:
+    """Read passages reordered (the unread tail keeps its order), each with its probability
+    and, when that reaches the threshold, its answer (pure)."""
+    n = len(readings)
+    idx = order([r.logit for r in readings], [p.score for p in passages[:n]], fusion_weight)
+    read = [replace(passages[i], read=round(readings[i].probability, 4),
+                    answer=answer_span(passages[i], readings[i])
+                    if readings[i].probability >= threshold else None) for i in idx]
+    return [replace(p, rank=k) for k, p in enumerate(read + passages[n:], 1)]

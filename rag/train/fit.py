@@ -1,0 +1,231 @@
+"""Calibrate the reader and choose its operating point on SQuAD training articles held out
+from training (``pairs.split_articles``), through the real query pipeline.
+
+The held-out articles become a corpus (`rag convert-squad`), indexed with the real
+embedding model; every question is asked on the fast path (hybrid, top 10), the reader reads
+the top ``candidates`` passages around their highlights, and from those readings:
+
+- Platt scaling of the relevance logit against "the window read holds the gold answer";
+- the fusion weight (reader logit + w x fused score) with the best MRR, from a fixed grid;
+- the answerability model: a logistic regression of "the corpus answers" on the best
+  reading's logit and the fast path's answer features (``search.answer_features``), and its
+  threshold: the highest whose false-abstain rate stays within ``max_false_abstain``.
+
+The held-out figures in the card are cross-fitted: each half of the questions is judged by
+the models fitted on the other half, so they are not in-sample.
+
+No gold set of the project is touched. Pure numpy after the readings are collected.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Settings
+from ..evaluate import GoldItem, first_hit_rank, load_gold, mrr, recall_at
+from ..reader.calibration import (expected_calibration_error, fit_logistic, fit_platt,
+                                  reliability, threshold_for)
+from ..reader.runtime import Reader, centre, order
+from ..types import Passage
+from . import pairs as P
+
+log = logging.getLogger(__name__)
+
+FUSION_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass(frozen=True)
+class Read:
+    """One question's fast-path passages and the reader's logits for the top ones."""
+
+    item: GoldItem
+    passages: list[Passage]
+    features: tuple[float, ...]  # the fast path's answer features
+    logits: np.ndarray  # [read]
+    window_holds: np.ndarray  # [read] bool: the window read holds a gold answer span
+
+
+def calibration_corpus(data: Path, seed: int, work: Path, articles: int = 0) -> Path:
+    """Write the held-out articles as WORK/corpus + WORK/gold.jsonl; returns the gold path."""
+    from ..squad import convert_squad
+
+    _, held = P.split_articles(P.load_squad(data), seed)
+    if articles:
+        held = held[:articles]
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / "held-out.json"
+    src.write_text(json.dumps({"version": "v2.0", "data": held}))
+    convert_squad(src, work)
+    return work / "gold.jsonl"
+
+
+def index_corpus(work: Path) -> Settings:
+    """Index WORK/corpus into WORK/index with the default settings (reader off)."""
+    from ..indexing import build_index
+    from ..store import index_lock
+
+    s = Settings(corpus_dir=work / "corpus", index_dir=work / "index", read=False)
+    with index_lock(s.index_dir):
+        build_index(s)
+    return s
+
+
+Asked = tuple[GoldItem, list[Passage], tuple[float, ...]]
+
+
+def fast_path(settings: Settings, items: list[GoldItem], top_k: int = 10) -> list[Asked]:
+    """Each question's hybrid passages and answer features, without the reader."""
+    from ..search import Searcher
+
+    searcher = Searcher(settings)
+    out = []
+    for it in items:
+        a, feats = searcher.ask_with_features(it.question, top_k, "hybrid", read=False)
+        out.append((it, a.passages, tuple(float(f) for f in feats)))
+    return out
+
+
+def read_all(reader: Reader, asked: list[Asked], candidates: int) -> list[Read]:
+    out = []
+    for it, ps, feats in asked:
+        top = ps[:candidates]
+        rs = reader.read(it.question, [(p.text, centre(p)) for p in top])
+        holds = np.array([any(ev.file == p.file and p.start + r.window[0] <= ev.start
+                              and ev.end <= p.start + r.window[1] for ev in it.evidence)
+                          for p, r in zip(top, rs)], dtype=bool)
+        out.append(Read(it, ps, feats, np.array([r.logit for r in rs]), holds))
+    return out
+
+
+def ranks_with(reads: list[Read], weight: float | None) -> list[int | None]:
+    """First-hit ranks of answerable questions, reordered by the reader (None: not read)."""
+    out = []
+    for r in reads:
+        if not r.item.answerable:
+            continue
+        ps = r.passages
+        if weight is not None:
+            n = len(r.logits)
+            idx = order(r.logits.tolist(), [p.score for p in ps[:n]], weight)
+            ps = [ps[i] for i in idx] + ps[n:]
+        out.append(first_hit_rank([(p.file, p.start, p.end) for p in ps], r.item.evidence))
+    return out
+
+
+ABSTAIN_FEATURES = ("best reader logit", "top dense score", "highlight similarity",
+                    "highlight lexical coverage", "answer-type match")
+
+
+def answer_rows(reads: list[Read]) -> np.ndarray:
+    """The answerability model's inputs, one row per question (pure)."""
+    return np.array([[float(r.logits.max()) if len(r.logits) else -20.0, *r.features]
+                     for r in reads])
+
+
+def operating_point(reads: list[Read], max_false_abstain: float) -> dict[str, Any]:
+    """Platt scaling, fusion weight, answerability model and threshold (pure)."""
+    logits = np.concatenate([r.logits for r in reads])
+    holds = np.concatenate([r.window_holds for r in reads])
+    platt = fit_platt(logits, holds)
+    weight = max(FUSION_GRID, key=lambda w: (mrr(ranks_with(reads, w)), -w))
+    answerable = np.array([r.item.answerable for r in reads])
+    model = fit_logistic(answer_rows(reads), answerable)
+    conf = model(answer_rows(reads))
+    t = threshold_for(conf, answerable, max_false_abstain)
+    return {"platt": platt, "fusion_weight": weight, "abstain": model, "threshold": t,
+            "confidence": conf, "answerable": answerable, "logits": logits, "holds": holds}
+
+
+def cross_fitted(reads: list[Read], max_false_abstain: float) -> tuple[np.ndarray, list[int | None]]:
+    """Each half's confidence, abstain decisions and ranks from the other half's fit: the
+    held-out figures (pure; halves alternate by question)."""
+    halves = [reads[0::2], reads[1::2]]
+    conf = np.zeros(len(reads))
+    abstain = np.zeros(len(reads), dtype=bool)
+    ranks: list[int | None] = []
+    for k, (judged, fitted) in enumerate(((halves[0], halves[1]), (halves[1], halves[0]))):
+        op = operating_point(fitted, max_false_abstain)
+        c = op["abstain"](answer_rows(judged))
+        conf[k::2] = c
+        abstain[k::2] = c < op["threshold"]
+        ranks += ranks_with(judged, op["fusion_weight"])
+    return np.stack([conf, abstain]), ranks
+
+
+def figures(reads: list[Read], op: dict[str, Any], max_false_abstain: float) -> dict[str, Any]:
+    """What the card reports about the held-out articles (fast path vs reader), the reader's
+    figures cross-fitted (see the module docstring)."""
+    ans = op["answerable"]
+    (conf, abstained), read = cross_fitted(reads, max_false_abstain)
+    abstained = abstained.astype(bool)
+    fast = ranks_with(reads, None)
+    pas = reliability(op["platt"](op["logits"]), op["holds"])
+    q = reliability(conf, ans)
+    return {
+        "questions": len(reads), "unanswerable": int((~ans).sum()),
+        "fast": {"recall@1": recall_at(fast, 1), "mrr@10": mrr(fast)},
+        "reader": {"recall@1": recall_at(read, 1), "mrr@10": mrr(read),
+                   "abstain_recall": float(abstained[~ans].mean()) if (~ans).any() else 0.0,
+                   "false_abstain_rate": float(abstained[ans].mean()) if ans.any() else 0.0},
+        "passage_reliability": [asdict(b) for b in pas],
+        "passage_ece": expected_calibration_error(pas),
+        "question_reliability": [asdict(b) for b in q],
+        "question_ece": expected_calibration_error(q),
+        "pair_auc": auc(op["logits"], op["holds"]),
+    }
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (rank statistic, pure)."""
+    y = np.asarray(labels, dtype=bool)
+    if y.all() or not y.any():
+        return float("nan")
+    r = np.argsort(np.argsort(scores, kind="stable"), kind="stable") + 1
+    return float((r[y].sum() - y.sum() * (y.sum() + 1) / 2) / (y.sum() * (~y).sum()))
+
+
+def calibrate(reader_dir: Path, data: Path, seed: int, work: Path, candidates: int,
+              max_false_abstain: float, articles: int = 0) -> dict[str, Any]:
+    """The calibration block of the card, with held-out figures for int8 and float32."""
+    t0 = time.perf_counter()
+    gold = calibration_corpus(data, seed, work, articles)
+    settings = index_corpus(work)
+    asked = fast_path(settings, load_gold(gold))
+    n = articles or len(P.split_articles(P.load_squad(data), seed)[1])
+    out: dict[str, Any] = {"split": f"{n} held-out training article{'s' if n > 1 else ''}",
+                           "candidates": candidates, "max_false_abstain": max_false_abstain}
+    for kind in ("int8", "fp32"):
+        reader = Reader(reader_dir, quantized=kind == "int8", threads=0)
+        t1 = time.perf_counter()
+        reads = read_all(reader, asked, candidates)
+        read_s = time.perf_counter() - t1
+        op = operating_point(reads, max_false_abstain)
+        f = figures(reads, op, max_false_abstain)
+        f["read_ms_mean"] = 1000 * read_s / max(1, len(reads))
+        out[kind] = {"a": op["platt"].a, "b": op["platt"].b, "threshold": op["threshold"],
+                     "fusion_weight": op["fusion_weight"],
+                     "abstain": {"features": list(ABSTAIN_FEATURES),
+                                 "weights": list(op["abstain"].weights),
+                                 "bias": op["abstain"].bias},
+                     "figures": f}
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def gunzip_if_needed(path: Path, work: Path) -> Path:
+    """bm25/convert read plain JSON; a .gz is unpacked into WORK once."""
+    if path.suffix != ".gz":
+        return path
+    plain = work / path.name[:-3]
+    if not plain.exists():
+        work.mkdir(parents=True, exist_ok=True)
+        plain.write_bytes(gzip.open(path).read())
+    return plain

@@ -1,0 +1,204 @@
+"""`rag train-reader`: fine-tune the reader from the bundled MiniLM weights on SQuAD 2.0.
+
+The network is the first ``layers`` transformer layers of all-MiniLM-L6-v2 with two heads:
+relevance (one logit from [CLS]: does this window hold the answer?) and answer span (start
+and end logits per token). Loss: binary cross-entropy on relevance + ``span_weight`` x the
+mean start/end cross-entropy (negatives point at [CLS]). Fixed seed, loss logged as JSON
+lines, checkpoints every ``every`` steps (resumable: the data order is a function of the
+seed, so a resumed run sees the batches the killed one would have). Needs torch and
+transformers (the ``train`` extra).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import pairs as P
+from ..reader import windows as W
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the trained weights (recorded in the model card)."""
+
+    data: str = "../shared/qa-train/train-v2.0-subset.json.gz"
+    out: str = "train/out/reader"
+    layers: int = 2
+    steps: int = 2400
+    batch: int = 32
+    lr: float = 2e-4
+    warmup: int = 100
+    span_weight: float = 0.5
+    seed: int = 20261201
+    every: int = 100  # checkpoint and log period (steps)
+    threads: int = 2
+    articles: int = 0  # 0: all training articles; >0: the first N (tests, trials)
+
+
+def network(layers: int, base: Path | None = None):  # type: ignore[no-untyped-def]
+    """The torch module: MiniLM's first ``layers`` layers + relevance and span heads."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    base = base or W.bundled_model_dir()
+
+    class Reader(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            cfg = BertConfig.from_pretrained(str(base), num_hidden_layers=layers)
+            self.bert = BertModel.from_pretrained(str(base), config=cfg, add_pooling_layer=False)
+            h = cfg.hidden_size
+            self.relevance = torch.nn.Linear(h, 1)
+            self.span = torch.nn.Linear(h, 2)
+
+        def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
+            x = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids).last_hidden_state
+            se = self.span(x)
+            m = attention_mask.unsqueeze(-1).to(x.dtype)
+            pooled = (x * m).sum(1) / m.sum(1).clamp(min=1.0)  # mean over the pair's tokens
+            return self.relevance(pooled).squeeze(-1), se[..., 0], se[..., 1]
+
+    return Reader()
+
+
+def span_mask(types: Any, mask: Any) -> Any:
+    """Positions a span may point at: the window's tokens and [CLS] (no answer)."""
+    m = (types * mask).bool()
+    m[:, 0] = True
+    return m
+
+
+def loss_of(model, batch, span_weight: float):  # type: ignore[no-untyped-def]
+    import torch
+    import torch.nn.functional as F
+
+    ids, mask, types, label, start, end = batch
+    rel, s, e = model(ids, mask, types)
+    allowed = span_mask(types, mask)
+    s = s.masked_fill(~allowed, -1e4)
+    e = e.masked_fill(~allowed, -1e4)
+    l_rel = F.binary_cross_entropy_with_logits(rel, label.float())
+    l_span = (F.cross_entropy(s, start) + F.cross_entropy(e, end)) / 2
+    return l_rel + span_weight * l_span, l_rel.detach(), l_span.detach()
+
+
+def tensors(exs: list[P.Example]):  # type: ignore[no-untyped-def]
+    import torch
+
+    ids, mask, types = W.batch([x.ids for x in exs], [x.n_question for x in exs])
+    return (torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types),
+            torch.tensor([x.label for x in exs]), torch.tensor([x.start for x in exs]),
+            torch.tensor([x.end for x in exs]))
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train (or resume) to ``cfg.steps``; returns the final checkpoint's path."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    model = network(cfg.layers)
+    # The word embeddings stay as MiniLM learnt them: a third of the weights, and most of
+    # the optimiser's work per step, for little gain on a fraction of an epoch.
+    model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=0.01)
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        return max(0.0, (cfg.steps - step) / max(1, cfg.steps - cfg.warmup))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    ckpt = out / "checkpoint.pt"
+    step = 0
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step = state["step"]
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resumed at step %d", step)
+    if step >= cfg.steps:
+        return ckpt
+    articles = P.load_squad(Path(cfg.data))
+    train_arts, _ = P.split_articles(articles, cfg.seed)
+    if cfg.articles:
+        train_arts = train_arts[: cfg.articles]
+    t0 = time.perf_counter()
+    data = P.build(train_arts, cfg.seed)
+    log.info("%d training pairs from %d articles in %.0f s", len(data), len(train_arts),
+             time.perf_counter() - t0)
+    model.train()
+    order = np.random.default_rng(cfg.seed).permutation(len(data))
+    per_epoch = max(1, len(data) // cfg.batch)
+    logf = (out / "log.jsonl").open("a")
+    acc = {"loss": 0.0, "rel": 0.0, "span": 0.0, "n": 0}
+    t_last = time.perf_counter()
+    while step < cfg.steps:
+        if step % per_epoch == 0 and step:
+            order = np.random.default_rng(cfg.seed + step // per_epoch).permutation(len(data))
+        k = step % per_epoch
+        batch = tensors([data[i] for i in order[k * cfg.batch:(k + 1) * cfg.batch]])
+        loss, l_rel, l_span = loss_of(model, batch, cfg.span_weight)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        acc["loss"] += float(loss.detach())
+        acc["rel"] += float(l_rel)
+        acc["span"] += float(l_span)
+        acc["n"] += 1
+        if step % cfg.every == 0 or step == cfg.steps:
+            n = acc["n"]
+            rec = {"step": step, "loss": acc["loss"] / n, "relevance": acc["rel"] / n,
+                   "span": acc["span"] / n, "lr": sched.get_last_lr()[0],
+                   "s_per_step": (time.perf_counter() - t_last) / n}
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
+            log.info("%s", rec)
+            acc = {"loss": 0.0, "rel": 0.0, "span": 0.0, "n": 0}
+            t_last = time.perf_counter()
+            save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                         "scheduler": sched.state_dict(), "step": step,
+                         "torch_rng": torch.get_rng_state(), "config": asdict(cfg)}, ckpt)
+    logf.close()
+    return ckpt
+
+
+if __name__ == "__main__":  # pragma: no cover - `rag train-reader` is the entry point
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    kw = dict(a.split("=", 1) for a in sys.argv[1:])
+    fields = TrainConfig.__dataclass_fields__
+    train(TrainConfig(**{k: type(getattr(TrainConfig(), k))(v) for k, v in kw.items() if k in fields}))
