@@ -42,7 +42,7 @@ def features(searcher: Searcher, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Feature rows and answerable labels for every item of a gold file."""
     xs, ys = [], []
     for item in load_gold(path):
-        _, feats = searcher.ask_with_features(item.question, 5, "hybrid")
+        _, feats = searcher.ask_with_features(item.question, 5, "hybrid", read=False)
         xs.append(feats)
         ys.append(float(item.answerable))
     return np.array(xs), np.array(ys)

@@ -38,7 +38,7 @@ def main() -> None:
     print("|" + "---|" * (5 + 3 * len(golds) + 1))
     for (tokens, overlap), ctx in itertools.product(CHUNKING, CONTEXT):
         with tempfile.TemporaryDirectory() as tmp:
-            s = Settings(index_dir=Path(tmp), chunk_tokens=tokens,
+            s = Settings(index_dir=Path(tmp), chunk_tokens=tokens, read=False,
                          chunk_overlap_tokens=overlap, context_prefix=ctx)
             with index_lock(s.index_dir):
                 build_index(s, embedder=embedder)

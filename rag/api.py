@@ -56,6 +56,11 @@ class AskRequest(BaseModel):
                               "(words).")
     files: list[Annotated[str, Field(min_length=1, max_length=256, pattern=NO_NUL)]] | None = Field(
         None, max_length=32, description="Glob filters on the cited file path, e.g. ['sco-*'].")
+    read: bool | None = Field(
+        None, description="Let the reader (a small model that reads question and passage "
+                          "together) reorder the top passages, judge `answerable` and mark "
+                          "each passage's `answer`. null: the service's default (on); false: "
+                          "the fast path.")
 
     @field_validator("question", mode="before")
     @classmethod
@@ -81,6 +86,12 @@ class SpanOut(BaseModel):
     heading: str | None = Field(None, description="HTML/DOCX: the nearest heading before it")
     heading_id: str | None = Field(None, description="HTML: that heading's id attribute")
     paragraph: int | None = Field(None, description="DOCX: 1-based block (paragraph or table)")
+
+
+class AnswerOut(SpanOut):
+    """The reader's short answer: an exact span of the file, like the highlight."""
+
+    score: float = Field(description="the reader's probability for this span (start x end)")
 
 
 class RetrieverOut(BaseModel):
@@ -118,6 +129,10 @@ class PassageOut(BaseModel):
     heading: str | None = Field(None, description="HTML/DOCX: the nearest heading before it")
     heading_id: str | None = Field(None, description="HTML: that heading's id attribute")
     paragraph: int | None = Field(None, description="DOCX: 1-based block it starts in")
+    read: float | None = Field(None, description="the reader's calibrated probability that "
+                               "this passage answers (null: not read)")
+    answer: AnswerOut | None = Field(None, description="the answer inside the passage, when "
+                                     "the reader is confident it is there (null otherwise)")
 
 
 class IndexOut(BaseModel):
@@ -127,6 +142,8 @@ class IndexOut(BaseModel):
     built_at: str
     model: str
     chunks: int
+    reader: str | None = Field(None, description="the reader's fingerprint (name@sha256 "
+                               "prefix) when it read the passages")
 
 
 class AskResponse(BaseModel):
@@ -196,7 +213,8 @@ def answer_out(a: Answer) -> AskResponse:
                 dense=RetrieverOut(**p.dense.__dict__) if p.dense else None,
                 lexical=RetrieverOut(**p.lexical.__dict__) if p.lexical else None),
             file_sha256=p.file_sha256, page_start=p.page_start, page_end=p.page_end,
-            heading=p.heading, heading_id=p.heading_id, paragraph=p.paragraph))
+            heading=p.heading, heading_id=p.heading_id, paragraph=p.paragraph, read=p.read,
+            answer=AnswerOut(**p.answer.__dict__) if p.answer else None))
     return AskResponse(question=a.question, mode=a.mode, answerable=a.answerable,
                        confidence=a.confidence, passages=passages,
                        index=IndexOut(**a.index.__dict__), timings_ms=a.timings_ms)
@@ -441,6 +459,11 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
             searcher.generation  # load at start when possible; 503s until then
         except RagError as e:
             log.error("no index loaded yet: %s", e)
+        if settings.read:
+            try:
+                searcher.reader  # the second model, loaded before the first question too
+            except RagError as e:
+                log.error("the reader cannot load: %s", e)
         stop = follow_generations(searcher, settings.reload_interval_s) if watch else None
         yield
         if stop is not None:
@@ -493,7 +516,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
     def ask(req: AskRequest, s: SearcherDep) -> Response:
         """Ranked passages that answer the question, each an exact quote with its citation."""
         with gate:
-            out = answer_out(s.ask(req.question, req.top_k, req.mode, req.files))
+            out = answer_out(s.ask(req.question, req.top_k, req.mode, req.files, req.read))
         # Serialised here, in the worker thread: FastAPI would validate the model again and
         # hop threads once more to do it (bench: ~1 ms a request).
         return Response(out.model_dump_json(), media_type="application/json")
@@ -542,7 +565,8 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
         """200 with the serving generation once an index is loaded, else 503."""
         gen = s.generation
         return {"status": "ready", "generation": gen.name, "chunks": gen.size,
-                "model": gen.manifest["model"]["name"], "built_at": gen.manifest["built_at"]}
+                "model": gen.manifest["model"]["name"], "built_at": gen.manifest["built_at"],
+                "reader": s.reader.fingerprint if s.settings.read else None}
 
     @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse,
                    include_in_schema=False)

@@ -19,7 +19,7 @@ def _settings(args: argparse.Namespace) -> Any:
     from .config import Settings
 
     over: dict[str, Any] = {}
-    for key in ("corpus_dir", "index_dir", "model", "backend"):
+    for key in ("corpus_dir", "index_dir", "model", "backend", "read"):
         if getattr(args, key, None) is not None:
             over[key] = getattr(args, key)
     return Settings(**over)
@@ -109,8 +109,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
     print(f"{answer.question}\nconfidence {answer.confidence:.2f}{flag}\n")
     for p in answer.passages:
         at = where(p)
+        read = f"  read {p.read:.2f}" if p.read is not None else ""
         print(f"{p.rank}. {p.file}:{p.line_start}-{p.line_end}  {at + '  ' if at else ''}"
-              f"[{p.start}:{p.end}]  score {p.score:.4f}")
+              f"[{p.start}:{p.end}]  score {p.score:.4f}{read}")
+        if p.answer:
+            a = p.answer
+            print(f"   answer: {a.text}  [{a.start}:{a.end}] line {a.line_start}"
+                  f"{'-' + str(a.line_end) if a.line_end != a.line_start else ''}")
         if p.highlight:
             print(f"   » {p.highlight.text}")
         print("   " + p.text.replace("\n", "\n   ") + "\n")
@@ -153,9 +158,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Score the service against a gold file; optionally against a baseline, as HTML."""
     from .compare import format_diff, load_report, with_baseline
     from .errors import ConfigError
-    from .evaluate import build_report, evaluate, format_table, load_gold, make_gates
+    from .evaluate import READER, build_report, evaluate, format_table, load_gold, make_gates
     from .search import Searcher
-    from .types import MODES, Mode
+    from .types import MODES
 
     if args.serve_url and not args.serve_url.startswith(("http://", "https://")):
         raise ConfigError(f"--serve-url {args.serve_url!r} is not an http(s) URL; "
@@ -164,7 +169,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     items = load_gold(args.gold)
     baseline = load_report(args.baseline) if args.baseline else None  # fail before the run
     ks = sorted({int(k) for k in args.k.split(",")} | {1, 3, 5, 10})
-    modes: list[Mode] = list(MODES) if args.mode == "all" else [args.mode]
+    modes: list[str] = ([*MODES, READER] if settings.read else list(MODES)
+                        ) if args.mode == "all" else [args.mode]
     searcher = Searcher(settings)
     results = evaluate(searcher, items, modes, ks)
     print(f"{args.gold}: {len(items)} items "
@@ -192,6 +198,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for f in report["gates"]["failed"]:
         print(f"FAILED threshold: {f}", file=sys.stderr)
     return 1 if report["gates"]["failed"] else 0
+
+
+def cmd_train_reader(args: argparse.Namespace) -> int:
+    """Train the reader, export it, calibrate it on held-out articles, write its card."""
+    try:
+        from .train.pipeline import run
+        from .train.reader import TrainConfig
+    except ImportError as e:  # pragma: no cover - torch/transformers missing
+        raise ConfigError(f"training needs the train extra ({e}); pip install -e '.[train]'") from e
+    if not args.data.is_file():
+        raise ConfigError(f"{args.data} is not a file; give a SQuAD 2.0 training file "
+                          "(../shared/qa-train/train-v2.0-subset.json.gz)")
+    cfg = TrainConfig(data=str(args.data), out=str(args.out), layers=args.layers,
+                      steps=args.steps, batch=args.batch, seed=args.seed,
+                      articles=args.articles, every=args.every)
+    card = run(cfg, args.install, candidates=args.candidates,
+               calibration_articles=args.calibration_articles)
+    f = card["held_out"]["int8"]
+    print(f"{card['name']}: {card['files']} -> {args.install or args.out}\n"
+          f"held-out ({f['questions']} questions): MRR {f['fast']['mrr@10']:.3f} -> "
+          f"{f['reader']['mrr@10']:.3f}, abstain recall {f['reader']['abstain_recall']:.3f} at "
+          f"false abstain {f['reader']['false_abstain_rate']:.3f}")
+    return 0
 
 
 def cmd_convert_squad(args: argparse.Namespace) -> int:
@@ -239,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
     p.add_argument("--files", nargs="*", help="glob filters on file paths, e.g. 'sco-*'")
     p.add_argument("--json", action="store_true", help="print JSON (the API's shape)")
+    p.add_argument("--no-read", dest="read", action="store_const", const=False, default=None,
+                   help="skip the reader: fusion order, abstention from retrieval features")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("text", help="print the text a file is indexed as (PDF/HTML/DOCX: the "
@@ -266,7 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="score retrieval against a gold JSONL file")
     _add_common(p)
     p.add_argument("gold", type=Path)
-    p.add_argument("--mode", choices=["hybrid", "dense", "lexical", "all"], default="all")
+    p.add_argument("--mode", choices=["hybrid", "dense", "lexical", "reader", "all"],
+                   default="all", help="reader: hybrid read by the reader (the service's "
+                   "default); the others without it; all: every one")
+    p.add_argument("--no-read", dest="read", action="store_const", const=False, default=None,
+                   help="with --mode all: leave the reader out")
     p.add_argument("--k", default="1,3,5,10", help="cutoffs for recall, e.g. 1,3,5,10")
     p.add_argument("--json", type=Path,
                    help="write the report here: metrics, misses, every question's ranks")
@@ -275,13 +310,32 @@ def build_parser() -> argparse.ArgumentParser:
                    "e.g. http://127.0.0.1:8000")
     p.add_argument("--baseline", type=Path,
                    help="a previous --json report: show what changed and which questions moved")
-    p.add_argument("--min-recall-at-5", type=float, help="exit 1 if hybrid recall@5 is lower")
-    p.add_argument("--min-mrr", type=float, help="exit 1 if hybrid mrr@10 is lower")
+    p.add_argument("--min-recall-at-5", type=float, help="exit 1 if recall@5 is lower (gates "
+                   "judge the service's default: the reader when it ran, else hybrid)")
+    p.add_argument("--min-mrr", type=float, help="exit 1 if mrr@10 is lower")
     p.add_argument("--min-abstain-recall", type=float,
-                   help="exit 1 if hybrid abstains on fewer of the unanswerable questions")
+                   help="exit 1 if it abstains on fewer of the unanswerable questions")
     p.add_argument("--max-false-abstain", type=float,
-                   help="exit 1 if hybrid abstains on more of the answerable questions")
+                   help="exit 1 if it abstains on more of the answerable questions")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train-reader", help="train the reader (needs the train extra; CPU, "
+                       "about an hour): fine-tune, export to ONNX int8, calibrate, write the card")
+    p.add_argument("--data", type=Path, default=Path("../shared/qa-train/train-v2.0-subset.json.gz"))
+    p.add_argument("--out", type=Path, default=Path("train/out/reader"),
+                   help="work folder: checkpoints (resumable), log, exports, calibration index")
+    p.add_argument("--install", type=Path, default=None,
+                   help="copy the model and its card here (rag/models/reader ships with the package)")
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--every", type=int, default=100, help="checkpoint and log period (steps)")
+    p.add_argument("--seed", type=int, default=20261201)
+    p.add_argument("--articles", type=int, default=0, help="train on the first N articles only")
+    p.add_argument("--calibration-articles", type=int, default=0,
+                   help="calibrate on the first N held-out articles only")
+    p.add_argument("--candidates", type=int, default=4, help="passages read per question")
+    p.set_defaults(func=cmd_train_reader)
 
     p = sub.add_parser("convert-squad", help="turn a SQuAD v1.1/v2.0 file into corpus + gold")
     p.add_argument("squad", type=Path)

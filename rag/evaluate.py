@@ -16,10 +16,10 @@ import numpy as np
 from .corpus import LineIndex
 from .errors import ConfigError
 from .store import file_digest
-from .types import Answer, Mode, Span
+from .types import MODES, Answer, Mode, Span
 
 METRICS = ("recall@1", "recall@3", "recall@5", "recall@10", "mrr@10", "ndcg@10",
-           "citation_exact_rate", "highlight_hit_rate", "abstain_recall",
+           "citation_exact_rate", "highlight_hit_rate", "answer_hit_rate", "abstain_recall",
            "false_abstain_rate", "mean_passage_chars", "query_ms_p50", "query_ms_p95")
 
 
@@ -177,7 +177,7 @@ def _with_lines(ev: Evidence, lines: LineIndex) -> Evidence:
     return replace(ev, line_start=ls, line_end=le)
 
 
-def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: Path,
+def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: str, corpus_dir: Path,
                   ks: Sequence[int] = (1, 3, 5, 10),
                   read_text: Callable[[str], str] | None = None) -> ModeResult:
     """Run every gold question through ``ask(question, top_k, mode)`` and score it.
@@ -201,7 +201,7 @@ def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: P
     ranks: list[int | None] = []
     times: list[float] = []
     exact = total = 0
-    hl_hits = 0
+    hl_hits = answer_hits = 0
     abstained_unans = abstained_ans = 0
     chars: list[int] = []
     misses = []
@@ -212,9 +212,12 @@ def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: P
         ans: Answer = ask(item.question, top_k, mode)
         times.append((time.perf_counter() - t0) * 1000)
         spans = [(p.file, p.start, p.end) for p in ans.passages]
-        for p in ans.passages:
-            total += 1
-            exact += file_text(p.file)[p.start:p.end] == p.text
+        for p in ans.passages:  # every span we cite: passage, highlight, answer
+            t = file_text(p.file)
+            for sp in (p, p.highlight, p.answer):
+                if sp is not None:
+                    total += 1
+                    exact += t[sp.start:sp.end] == sp.text
         chars.extend(len(p.text) for p in ans.passages[:5])
         r = first_hit_rank(spans, item.evidence, RANK_CUTOFF) if item.answerable else None
         questions.append(QuestionResult(
@@ -234,6 +237,9 @@ def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: P
                 overlaps((top.file, top.highlight.start, top.highlight.end), ev)
                 for ev in item.evidence):
             hl_hits += 1
+        if top and top.answer and any(
+                overlaps((top.file, top.answer.start, top.answer.end), ev) for ev in item.evidence):
+            answer_hits += 1
         if r != 1:
             misses.append({
                 "id": item.id, "question": item.question, "rank": r,
@@ -247,6 +253,7 @@ def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: P
         "mrr@10": mrr(ranks), "ndcg@10": ndcg(ranks),
         "citation_exact_rate": exact / total if total else 1.0,
         "highlight_hit_rate": hl_hits / n_ans if n_ans else 0.0,
+        "answer_hit_rate": answer_hits / n_ans if n_ans else 0.0,
         "abstain_recall": abstained_unans / n_un if n_un else 0.0,
         "false_abstain_rate": abstained_ans / n_ans if n_ans else 0.0,
         "mean_passage_chars": float(np.mean(chars)) if chars else 0.0,
@@ -256,11 +263,24 @@ def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: Mode, corpus_dir: P
     return ModeResult({k: round(v, 4) for k, v in m.items()}, misses, questions)
 
 
-def evaluate(searcher: Any, items: Sequence[GoldItem], modes: Sequence[Mode],
+READER = "reader"  # an evaluation mode: hybrid, then the reader (the service's default)
+EVAL_MODES = (*MODES, READER)
+
+
+def asker(searcher: Any, mode: str) -> Callable[[str, int, str], Answer]:
+    """``ask(question, top_k, mode)`` for an evaluation mode: the three retrieval modes on
+    the fast path (reader off), ``reader`` as hybrid read by the reader."""
+    if mode == READER:
+        return lambda q, k, _m: searcher.ask(q, k, "hybrid", read=True)
+    return lambda q, k, m: searcher.ask(q, k, m, read=False)
+
+
+def evaluate(searcher: Any, items: Sequence[GoldItem], modes: Sequence[str],
              ks: Sequence[int] = (1, 3, 5, 10)) -> dict[str, ModeResult]:
     """Every mode over the gold items, timing real searches (warm model, no query cache)."""
     for item in items[:3]:  # warm-up so the first timings are not model start-up
-        searcher.ask(item.question, RANK_CUTOFF, "hybrid")
+        for m in modes:
+            asker(searcher, m)(item.question, RANK_CUTOFF, "hybrid" if m == READER else m)
     searcher.cache.size = 0
     corpus_dir = searcher.settings.corpus_dir
 
@@ -268,7 +288,8 @@ def evaluate(searcher: Any, items: Sequence[GoldItem], modes: Sequence[Mode],
         ex = searcher.generation.extracted(path)
         return ex.text if ex is not None else (corpus_dir / path).read_bytes().decode("utf-8")
 
-    return {m: evaluate_mode(searcher.ask, items, m, corpus_dir, ks, read_text) for m in modes}
+    return {m: evaluate_mode(asker(searcher, m), items, m, corpus_dir, ks, read_text)
+            for m in modes}
 
 
 def run_info(searcher: Any, gold: Path, items: Sequence[GoldItem], modes: Sequence[str],
@@ -276,6 +297,7 @@ def run_info(searcher: Any, gold: Path, items: Sequence[GoldItem], modes: Sequen
     """What a report needs to say which run it is: corpus, index, model, gold, settings."""
     gen = searcher.generation
     m, s = gen.manifest, searcher.settings
+    reader = searcher.reader if READER in modes else None
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "corpus": str(s.corpus_dir),
@@ -292,7 +314,14 @@ def run_info(searcher: Any, gold: Path, items: Sequence[GoldItem], modes: Sequen
                      "candidates": s.candidates, "fusion": s.fusion,
                      "dense_weight": s.dense_weight, "dense_granularity": s.dense_granularity,
                      "highlight_dense_weight": s.highlight_dense_weight,
-                     "abstain_threshold": searcher.abstainer.threshold},
+                     # the gated mode's threshold: the reader's when it ran, else the abstainer's
+                     "abstain_threshold": reader.threshold if reader is not None
+                     else searcher.abstainer.threshold,
+                     "fast_path_abstain_threshold": searcher.abstainer.threshold},
+        "reader": None if reader is None else {
+            "fingerprint": reader.fingerprint, "candidates": s.reader_candidates,
+            "quantized": s.reader_quantized, "threshold": reader.threshold,
+            "fusion_weight": reader.fusion_weight},
     }
 
 
@@ -384,9 +413,10 @@ def make_gates(min_recall_at_5: float | None = None, min_mrr: float | None = Non
 
 
 def gated_mode(modes: Iterable[str]) -> str:
-    """The mode the gates judge: hybrid when it was run, else the first."""
+    """The mode the gates judge: the service's default (the reader) when it was run, else
+    hybrid, else the first."""
     names = list(modes)
-    return "hybrid" if "hybrid" in names else names[0]
+    return next((m for m in (READER, "hybrid") if m in names), names[0])
 
 
 def check_thresholds(metrics: dict[str, float], gates: Sequence[Gate]) -> list[str]:

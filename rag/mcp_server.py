@@ -182,19 +182,21 @@ def create_server(settings: Settings, searcher: Searcher | None = None,
     hide = (settings.index_dir, settings.corpus_dir)
 
     def ask(question: str, top_k: int = 5, mode: str = "hybrid",
-            files: list[str] | None = None) -> Annotated[CallToolResult, AskResult]:
+            files: list[str] | None = None, read: bool | None = None
+            ) -> Annotated[CallToolResult, AskResult]:
         """Search the documents for passages that answer a question.
 
         Returns up to top_k passages, best first, each an exact quote of a file with its
         citation (corpus/FILE:L17-L19; a PDF's with its pages: corpus/FILE p.3:L12-L14),
-        character offsets, lines, the sentence that best answers (highlight) and scores;
+        character offsets, lines, the sentence that best answers (highlight), the short
+        answer the reader found in it (answer, exact offsets; null when unsure) and scores;
         `answerable` is false when the documents probably do not answer the question (the
         passages are then only the closest ones). Quote the text with its citation; never add
         what the passages do not say."""
         def run() -> AskResult:
-            req = AskRequest(question=question, top_k=top_k, mode=mode, files=files)
+            req = AskRequest(question=question, top_k=top_k, mode=mode, files=files, read=read)
             with gate:
-                answer = searcher.ask(req.question, req.top_k, req.mode, req.files)
+                answer = searcher.ask(req.question, req.top_k, req.mode, req.files, req.read)
             return cited(answer_out(answer), corpus)
         return reply(run, hide)
 
@@ -255,6 +257,11 @@ def serve(settings: Settings, transport: Literal["stdio", "streamable-http"] = "
             log.info("serving generation %s", searcher.generation.name)
         except RagError as e:
             log.warning("no index loaded yet: %s", e)
+        if settings.read:
+            try:
+                log.info("reader %s", searcher.reader.fingerprint)
+            except RagError as e:
+                log.warning("the reader cannot load: %s", e)
 
     threading.Thread(target=preload, name="preload", daemon=True).start()
     stop = follow_generations(searcher, settings.reload_interval_s)

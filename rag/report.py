@@ -30,9 +30,12 @@ MEANING = {
     "recall@k": "share of answerable questions whose evidence is covered by the top k passages",
     "mrr@10": "mean of 1/rank of the first hit (0 when not in the top 10)",
     "ndcg@10": "1/log2(rank+1) of the first hit, averaged",
-    "citation_exact_rate": "share of passages whose text equals the file at their offsets",
+    "citation_exact_rate": "share of cited spans (passages, highlights, answers) whose text "
+                           "equals the file at their offsets",
     "highlight_hit_rate": "share of answerable questions whose first passage's highlight "
                           "overlaps the evidence",
+    "answer_hit_rate": "share of answerable questions whose first passage's answer (the "
+                       "reader's span) overlaps the evidence",
     "abstain_recall": "share of unanswerable questions the service flagged as unanswerable",
     "false_abstain_rate": "share of answerable questions it wrongly flagged",
     "mean_passage_chars": "mean length of the top 5 passages, in characters",
@@ -126,7 +129,15 @@ def _header(r: dict[str, Any]) -> str:
                      f"vectors {'on' if st.get('sentence_vectors') else 'off'}; fusion "
                      f"{_e(st['fusion'])} (dense weight {st['dense_weight']}), dense score "
                      f"{_e(st['dense_granularity'])}, {st['candidates']} candidates")),
-        ("Abstention", f"abstains when P(answerable) &lt; {st['abstain_threshold']}"),
+        ("Abstention", f"abstains when P(answerable) &lt; {st['abstain_threshold']}"
+                       + (f" (the reader's calibrated P; fast path: retrieval features, "
+                          f"&lt; {st['fast_path_abstain_threshold']})"
+                          if run.get("reader") and "fast_path_abstain_threshold" in st else "")),
+        *([("Reader", (f"<code>{_e(run['reader']['fingerprint'])}</code>, reads the top "
+                       f"{run['reader']['candidates']} passages "
+                       f"({'int8' if run['reader']['quantized'] else 'float32'}); orders them "
+                       f"by logit + {run['reader']['fusion_weight']} × fused score"))]
+          if run.get("reader") else []),
         ("Run", _e(run["date"])),
         ("Gates", (f"{_e(gates.get('mode', ''))}: " + _e(", ".join(
             f"{g['metric']} {OPS[g['op']]} {g['value']}" for g in gates["applied"])) + " "
