@@ -103,7 +103,7 @@ class LoadResult:
 
 
 async def _drive(url: str, questions: Sequence[str], concurrency: int, duration_s: float,
-                 max_requests: int, mode: str) -> LoadResult:
+                 max_requests: int, mode: str, read: bool | None = None) -> LoadResult:
     res = LoadResult(concurrency, 0.0)
     counter = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -118,8 +118,7 @@ async def _drive(url: str, questions: Sequence[str], concurrency: int, duration_
                 counter += 1
                 s = time.perf_counter()
                 try:
-                    r = await client.post("/ask", json={"question": q, "top_k": 5,
-                                                         "mode": mode})
+                    r = await client.post("/ask", json=body(q, mode, read))
                     el = (time.perf_counter() - s) * 1000
                     if r.status_code == 200:
                         res.latencies_ms.append(el)
@@ -140,10 +139,20 @@ async def _drive(url: str, questions: Sequence[str], concurrency: int, duration_
     return res
 
 
+def body(question: str, mode: str, read: bool | None) -> dict[str, Any]:
+    """A POST /ask body (``read`` left out when None: the server's default)."""
+    b: dict[str, Any] = {"question": question, "top_k": 5, "mode": mode}
+    if read is not None:
+        b["read"] = read
+    return b
+
+
 def run_load(url: str, questions: Sequence[str], concurrency: int, duration_s: float,
-             max_requests: int = 100_000, mode: str = "hybrid") -> LoadResult:
+             max_requests: int = 100_000, mode: str = "hybrid", read: bool | None = None
+             ) -> LoadResult:
     """POST /ask from `concurrency` workers for duration_s (and at most max_requests)."""
-    return asyncio.run(_drive(url, questions, concurrency, duration_s, max_requests, mode))
+    return asyncio.run(_drive(url, questions, concurrency, duration_s, max_requests, mode,
+                              read))
 
 
 # ---------------------------------------------------------------- wrk
@@ -176,14 +185,14 @@ def wrk_available() -> bool:
 
 
 def run_wrk(url: str, questions: Sequence[str], concurrency: int, duration_s: float,
-            mode: str = "hybrid", script_dir: Path | None = None) -> dict[str, Any]:
+            mode: str = "hybrid", script_dir: Path | None = None, read: bool | None = None
+            ) -> dict[str, Any]:
     """POST /ask with wrk (C, one connection per concurrent client, closed loop) cycling
     the questions; the summary in run_load's shape (latencies from wrk's histogram)."""
     import json
     import tempfile
 
-    bodies = ",\n".join(json.dumps(json.dumps({"question": q, "top_k": 5, "mode": mode}))
-                        for q in questions)
+    bodies = ",\n".join(json.dumps(json.dumps(body(q, mode, read))) for q in questions)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", dir=script_dir, delete=False) as f:
         f.write(WRK_LUA % bodies)
     try:

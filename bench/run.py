@@ -34,6 +34,7 @@ CORPUS = ROOT / "corpus"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 SEED_INDEX = OUT / "index"
 MODES = ("hybrid", "dense", "lexical")
+READER = "hybrid + reader"  # the service's default: hybrid, then the reader over the top 4
 BUDGET_S = 45 * 60  # the whole run must finish within this
 REAL_10K_MAX_S = 300  # embed the 10k corpus for real only below this estimate
 BLOCK = 10  # questions timed back to back per pipeline in the in-process comparison
@@ -182,9 +183,10 @@ def inprocess(n: int, warmup: int) -> dict[str, Any]:
     qs = dev_questions()
     fns: dict[str, Callable[[str], Any]] = {"reference": plain(st),
                                             "reference_onnx": plain(st_onnx)}
-    for m in MODES:
-        fns[m] = (lambda mode: lambda q: searcher.ask(q, 5, mode))(m)
-    fns[INT8] = lambda q: searcher8.ask(q, 5, "hybrid")
+    for m in MODES:  # the fast path: reader off
+        fns[m] = (lambda mode: lambda q: searcher.ask(q, 5, mode, read=False))(m)
+    fns[READER] = lambda q: searcher.ask(q, 5, "hybrid", read=True)  # the service's default
+    fns[INT8] = lambda q: searcher8.ask(q, 5, "hybrid", read=False)
     names = list(fns)
     for i in range(warmup):
         for k in names:
@@ -192,6 +194,7 @@ def inprocess(n: int, warmup: int) -> dict[str, Any]:
     lat: dict[str, list[float]] = {k: [] for k in names}
     parts: dict[str, dict[str, list[float]]] = {m: {"embed": [], "search": [], "highlight": []}
                                                  for m in (*MODES, INT8)}
+    parts[READER] = {"embed": [], "search": [], "highlight": [], "read": []}
     # Blocks of BLOCK questions per pipeline, pipelines rotating per block: all pipelines see
     # the same questions under the same machine load, and an untimed call at the start of
     # each block lets the previous pipeline's spinning threads (ORT, OpenMP) settle.
@@ -217,7 +220,7 @@ def inprocess(n: int, warmup: int) -> dict[str, Any]:
     for key, rname in (("paired", "reference"), ("paired_onnx", "reference_onnx")):
         ref = np.asarray(lat[rname])
         out[key] = {}
-        for m in (*MODES, INT8):
+        for m in (*MODES, READER, INT8):
             ours = np.asarray(lat[m])
             out[key][m] = {
                 "median_ratio_ours_over_ref": float(np.median(ours / ref)),
@@ -237,6 +240,13 @@ def inprocess(n: int, warmup: int) -> dict[str, Any]:
                 st.encode(qs[i % len(qs)], normalize_embeddings=True)
             alone[k].append((time.perf_counter() - s) * 1000)
     out["embed_alone"] = {k: pcts(v) for k, v in alone.items()}
+    fast, read = np.asarray(lat["hybrid"]), np.asarray(lat[READER])
+    out["reader_over_fast"] = {"p50_ratio": float(np.median(read) / np.median(fast)),
+                               "median_ratio": float(np.median(read / fast))}
+    out["reader"] = {"fingerprint": searcher.reader.fingerprint,
+                     "candidates": settings.reader_candidates}
+    log(f"in-process: reader p50 {out['latency'][READER]['p50']:.2f} ms = "
+        f"{out['reader_over_fast']['p50_ratio']:.2f}x the fast path")
     log(f"in-process: hybrid p50 {out['latency']['hybrid']['p50']:.2f} ms, "
         f"reference p50 {out['latency']['reference']['p50']:.2f} ms (torch), "
         f"{out['latency']['reference_onnx']['p50']:.2f} ms (ONNX)")
@@ -249,7 +259,7 @@ def inprocess(n: int, warmup: int) -> dict[str, Any]:
         for key in (("default", "omp1") if i % 2 == 0 else ("omp1", "default")):
             faiss.omp_set_num_threads(1 if key == "omp1" else default_threads)
             s = time.perf_counter()
-            searcher.ask(qs[i % len(qs)], 5, "hybrid")
+            searcher.ask(qs[i % len(qs)], 5, "hybrid", read=False)
             variant[key].append((time.perf_counter() - s) * 1000)
     faiss.omp_set_num_threads(default_threads)
     out["omp_variant"] = {"threads_default": default_threads, "queries": m2,
@@ -259,7 +269,7 @@ def inprocess(n: int, warmup: int) -> dict[str, Any]:
     prof = cProfile.Profile()
     prof.enable()
     for i in range(100):
-        searcher.ask(qs[i % len(qs)], 5, "hybrid")
+        searcher.ask(qs[i % len(qs)], 5, "hybrid", read=False)
     prof.disable()
     buf = io.StringIO()
     stats = pstats.Stats(prof, stream=buf)
@@ -275,12 +285,12 @@ def inprocess(n: int, warmup: int) -> dict[str, Any]:
     # Cached: cache on, every question seen once, then repeated questions.
     searcher.cache.size = settings.query_cache_size
     for q in qs:
-        searcher.ask(q, 5, "hybrid")
+        searcher.ask(q, 5, "hybrid", read=False)
     cached: dict[str, list[float]] = {m: [] for m in MODES}
     for i in range(n):
         for m in MODES:
             s = time.perf_counter()
-            searcher.ask(qs[i % len(qs)], 5, m)
+            searcher.ask(qs[i % len(qs)], 5, m, read=False)
             cached[m].append((time.perf_counter() - s) * 1000)
     out["cached"] = {m: pcts(v) for m, v in cached.items()}
     del st
@@ -304,18 +314,24 @@ def http(duration_s: float) -> dict[str, Any]:
         out["rss_ready_mib"] = proc_status(srv.proc.pid)["VmRSS"]
         warm = run_load(srv.url, qs, 2, 10.0, max_requests=20)
         out["warmup_errors"] = warm.errors
-        for c in (1, 8, 32):
-            for gen in (("wrk", "httpx") if out["wrk"] else ("httpx",)):
-                la = loadavg()
-                if gen == "wrk":
-                    r = run_wrk(srv.url, qs, c, duration_s, script_dir=OUT)
-                else:
-                    r = run_load(srv.url, qs, c, duration_s).summary()
-                    r["generator"] = "httpx"
-                r["loadavg_before"] = la
-                out["runs" if gen == ("wrk" if out["wrk"] else "httpx") else "httpx_runs"][str(c)] = r
-                log(f"HTTP {gen} c={c}: p50 {r['latency']['p50']:.1f} ms, p99 "
-                    f"{r['latency']['p99']:.1f} ms, {r['rps']:.1f} req/s, {r['errors']} errors")
+        out["reader_runs"] = {}
+        for read, cs in ((False, (1, 8, 32)), (True, (1, 8))):  # fast path, then the reader
+            for c in cs:
+                for gen in (("wrk", "httpx") if out["wrk"] else ("httpx",)):
+                    la = loadavg()
+                    if gen == "wrk":
+                        r = run_wrk(srv.url, qs, c, duration_s, script_dir=OUT, read=read)
+                    else:
+                        r = run_load(srv.url, qs, c, duration_s, read=read).summary()
+                        r["generator"] = "httpx"
+                    r["loadavg_before"] = la
+                    primary = gen == ("wrk" if out["wrk"] else "httpx")
+                    key = ("reader_runs" if read else "runs") if primary else (
+                        "reader_httpx_runs" if read else "httpx_runs")
+                    out.setdefault(key, {})[str(c)] = r
+                    log(f"HTTP {gen} read={read} c={c}: p50 {r['latency']['p50']:.1f} ms, p99 "
+                        f"{r['latency']['p99']:.1f} ms, {r['rps']:.1f} req/s, "
+                        f"{r['errors']} errors")
         out["memory"] = proc_status(srv.proc.pid)
     finally:
         srv.stop()
@@ -556,16 +572,25 @@ def targets(r: dict[str, Any], quick: bool) -> list[tuple[str, str, str, str]]:
     add("(no target) in-process hybrid vs the like-for-like ST ONNX reference",
         so["median_speedup"] if so else None, None, "{:.2f}x",
         f"ratio of p50s: {so['p50_speedup']:.2f}x" if so else "")
+    ro = get(r, "inprocess", "reader_over_fast")
+    add("in-process with the reader p50 <= 3x the fast path's p50 (same run)",
+        ro["p50_ratio"] if ro else None, lambda v: v <= 3, "{:.2f}x",
+        f"reader p50 {get(r, 'inprocess', 'latency', READER, 'p50'):.2f} ms vs hybrid "
+        f"{get(r, 'inprocess', 'latency', 'hybrid', 'p50'):.2f} ms" if ro else "")
+    rr = get(r, "http", "reader_runs") or {}
+    add("HTTP with the reader >= 40 req/s at c=8", get(rr, "8", "rps"), lambda v: v >= 40,
+        "{:.1f} req/s", f"p50 {get(rr, '8', 'latency', 'p50'):.1f} ms, p99 "
+        f"{get(rr, '8', 'latency', 'p99'):.1f} ms, {get(rr, '8', 'errors')} errors" if rr else "")
     runs = get(r, "http", "runs") or {}
     add("HTTP /ask p50 <= 15 ms at c=1", get(runs, "1", "latency", "p50"), lambda v: v <= 15,
         "{:.2f} ms")
     add("HTTP >= 100 req/s at c=8", get(runs, "8", "rps"), lambda v: v >= 100, "{:.1f} req/s")
     add("HTTP p99 <= 150 ms at c=8", get(runs, "8", "latency", "p99"), lambda v: v <= 150,
         "{:.1f} ms")
-    errs = (sum(x["errors"] for x in runs.values())
-            + sum(x["errors"] for x in (get(r, "http", "httpx_runs") or {}).values())
-            if runs else None)
-    add("HTTP 0 errors (c=1, 8, 32)", errs, lambda v: v == 0, "{:.0f} errors")
+    errs = (sum(x["errors"] for k in ("runs", "httpx_runs", "reader_runs", "reader_httpx_runs")
+                for x in (get(r, "http", k) or {}).values()) if runs else None)
+    add("HTTP 0 errors (c=1, 8, 32; with the reader c=1, 8)", errs, lambda v: v == 0,
+        "{:.0f} errors")
     cold = get(r, "mcp", "median_first_answer_s")  # measured, no target in the issue
     add("(no target) MCP over stdio: cold start to first answer (median, section 7)", cold,
         None, "{:.2f} s", get(r, "mcp", "error") or "`rag mcp` spawned by the SDK's stdio client")
@@ -653,17 +678,23 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
                  f"at each block start) so all see the same questions under the same load. "
                  f"`searcher.cache.size = 0`. Load average {ip['loadavg']}.\n")
         rows = []
-        for m in [*MODES, INT8][:len(ip["parts_p50"])]:
+        for m in [m for m in (*MODES, READER, INT8) if m in ip["parts_p50"]]:
             x = ip["latency"][m]
             pp = ip["parts_p50"][m]
             rows.append([m, x["p50"], x["p95"], x["p99"], x["mean"], pp["embed"], pp["search"],
-                         pp["highlight"]])
+                         pp["highlight"], pp.get("read", "")])
         for m in MODES:
             x = ip["cached"][m]
             rows.append([f"{m}, cached (cache on, repeated questions)", x["p50"], x["p95"],
-                         x["p99"], x["mean"], "", "", ""])
+                         x["p99"], x["mean"], "", "", "", ""])
         L.append(md_table(["mode", "p50 ms", "p95 ms", "p99 ms", "mean ms", "embed p50",
-                           "search p50", "highlight p50"], rows))
+                           "search p50", "highlight p50", "read p50"], rows))
+        if "reader_over_fast" in ip:
+            ro = ip["reader_over_fast"]
+            L.append(f"\nThe reader ({ip['reader']['fingerprint']}, int8, reading the top "
+                     f"{ip['reader']['candidates']} passages) costs {ro['p50_ratio']:.2f}x the fast "
+                     f"path's p50 (median per-question ratio {ro['median_ratio']:.2f}x); the modes "
+                     "hybrid/dense/lexical are the fast path (`read=False`).\n")
         ov = ip["omp_variant"]
         L.append(f"\nFAISS OpenMP threads, hybrid, {ov['queries']} questions alternating: "
                  f"default ({ov['threads_default']} threads) p50 {ov['default']['p50']:.2f} / "
@@ -739,11 +770,14 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
                     "server)")
                  + f". Server ready after {h['ready_s']:.1f} s.\n")
         rows = []
-        for label, runs in (("wrk", h["runs"]), ("httpx", h.get("httpx_runs", {}))):
+        for label, runs in (("wrk", h["runs"]), ("httpx", h.get("httpx_runs", {})),
+                            ("wrk, read", h.get("reader_runs", {})),
+                            ("httpx, read", h.get("reader_httpx_runs", {}))):
             for c, x in runs.items():
                 srv_p50 = x.get("server", {}).get("p50", "")
                 emb_p50 = x.get("server_embed", {}).get("p50", "")
-                rows.append([x.get("generator", label), c, x["ok"], f"{x['rps']:.1f}",
+                gen = x.get("generator", label.split(",")[0])
+                rows.append([gen + (" + reader" if "read" in label else ""), c, x["ok"], f"{x['rps']:.1f}",
                              x["latency"]["p50"], x["latency"]["p95"], x["latency"]["p99"],
                              x["errors"], json.dumps(x["error_kinds"]) if x["error_kinds"] else "",
                              srv_p50, emb_p50, x["loadavg_before"]])

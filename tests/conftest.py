@@ -48,7 +48,9 @@ def fake_embedder() -> FakeEmbedder:
 
 
 def fake_settings(tmp_path: Path, corpus: Path | None = None, **over: object) -> Settings:
-    """Settings for a fake-embedder index in tmp_path."""
+    """Settings for a fake-embedder index in tmp_path (the fast path: reader off unless
+    asked for; the reader's own tests use the real model)."""
+    over.setdefault("read", False)
     return Settings(corpus_dir=corpus or tmp_path / "corpus", index_dir=tmp_path / "index",
                     model="fake", **over)  # type: ignore[arg-type]
 

@@ -33,7 +33,7 @@ QUESTIONS = [Q_SCO, Q_FARM, "artificial intelligence cooperation among SCO membe
 
 LOCATION_KEYS = {"page_start", "page_end", "heading", "heading_id", "paragraph"}  # null: text
 PASSAGE_KEYS = {"rank", "score", "file", "start", "end", "line_start", "line_end", "text",
-                "highlight", "retrievers", "file_sha256"} | LOCATION_KEYS
+                "highlight", "retrievers", "file_sha256", "read", "answer"} | LOCATION_KEYS
 SPAN_KEYS = {"start", "end", "line_start", "line_end", "text", "boxes"} | LOCATION_KEYS
 JSON = {"content-type": "application/json"}
 
@@ -66,11 +66,11 @@ def check_citations(body: dict[str, Any], texts: dict[str, str], shas: dict[str,
         assert text[p["start"]:p["end"]] == p["text"], (p["file"], p["start"], p["end"])
         assert (p["line_start"], p["line_end"]) == lines_of(text, p["start"], p["end"])
         assert p["file_sha256"] == shas[p["file"]]
-        h = p["highlight"]
-        if h is not None:
-            assert p["start"] <= h["start"] < h["end"] <= p["end"], (p, h)
-            assert text[h["start"]:h["end"]] == h["text"]
-            assert (h["line_start"], h["line_end"]) == lines_of(text, h["start"], h["end"])
+        for h in (p["highlight"], p.get("answer")):  # the sentence, the reader's answer
+            if h is not None:
+                assert p["start"] <= h["start"] < h["end"] <= p["end"], (p, h)
+                assert text[h["start"]:h["end"]] == h["text"]
+                assert (h["line_start"], h["line_end"]) == lines_of(text, h["start"], h["end"])
     return len(body["passages"])
 
 
@@ -149,20 +149,25 @@ def fake_app(tmp_path: Path, small_corpus: Path) -> Iterator[tuple[TestClient, S
 
 # ---------------------------------------------------------------- POST /ask: answers
 
-def test_off_corpus_question_is_flagged_not_answerable(client: TestClient) -> None:
-    """The abstainer's decision reaches the API: a question the corpus cannot answer is
-    flagged, with a confidence below the threshold, and still gets its closest passages."""
-    from rag.search import Abstainer
-
-    r = client.post("/ask", json={"question": "Which team won the 2022 FIFA World Cup?"})
+@pytest.mark.parametrize("read", [None, False])
+def test_off_corpus_question_is_flagged_not_answerable(client: TestClient, real_searcher: Searcher,
+                                                       read: bool | None) -> None:
+    """The decision reaches the API, from the reader (default) or from the fast path's
+    abstainer ("read": false): a question the corpus cannot answer is flagged, with a
+    confidence below that threshold, and still gets its closest passages."""
+    r = client.post("/ask", json={"question": "Which team won the 2022 FIFA World Cup?",
+                                  **({} if read is None else {"read": read})})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["answerable"] is False
-    assert body["confidence"] < Abstainer.bundled().threshold
+    threshold = real_searcher.abstainer.threshold if read is False else real_searcher.reader.threshold
+    assert body["confidence"] < threshold
     assert len(body["passages"]) == 5
+    assert all(p["answer"] is None for p in body["passages"])  # no answer where none is sure
 
 
-def test_ask_response_shape_and_exact_citations(client: TestClient, real_state: State) -> None:
+def test_ask_response_shape_and_exact_citations(client: TestClient, real_state: State,
+                                                real_searcher: Searcher) -> None:
     texts, shas = real_state
     r = client.post("/ask", json={"question": Q_SCO})
     assert r.status_code == 200, r.text
@@ -170,12 +175,12 @@ def test_ask_response_shape_and_exact_citations(client: TestClient, real_state: 
     assert set(body) == {"question", "mode", "answerable", "confidence", "passages", "index",
                          "timings_ms"}
     assert body["question"] == Q_SCO and body["mode"] == "hybrid"
-    # the corpus answers this question, and the service says so with the bundled abstainer
-    from rag.search import Abstainer
+    # the corpus answers this question, and the service (its reader) says so
     assert body["answerable"] is True
-    assert body["confidence"] >= Abstainer.bundled().threshold
-    assert set(body["index"]) == {"generation", "built_at", "model", "chunks"}
+    assert body["confidence"] >= real_searcher.reader.threshold
+    assert set(body["index"]) == {"generation", "built_at", "model", "chunks", "reader"}
     ready = client.get("/readyz").json()
+    assert body["index"]["reader"] == ready["reader"] == real_searcher.reader.fingerprint
     assert body["index"]["generation"] == ready["generation"]
     assert body["index"]["chunks"] == ready["chunks"] > 0
     assert body["index"]["model"] == ready["model"]
@@ -186,8 +191,18 @@ def test_ask_response_shape_and_exact_citations(client: TestClient, real_state: 
 
     assert len(body["passages"]) == 5  # the default top_k
     assert [p["rank"] for p in body["passages"]] == [1, 2, 3, 4, 5]
-    scores = [p["score"] for p in body["passages"]]
+    n = real_searcher.settings.reader_candidates  # read, reordered by the reader
+    assert all(0 <= p["read"] <= 1 for p in body["passages"][:n])
+    assert all(p["read"] is None and p["answer"] is None for p in body["passages"][n:])
+    top = body["passages"][0]["answer"]
+    assert top is not None and set(top) == SPAN_KEYS | {"score"} and 0 < top["score"] <= 1
+    fast = client.post("/ask", json={"question": Q_SCO, "read": False}).json()
+    assert fast["index"]["reader"] is None and "read" not in fast["timings_ms"]
+    scores = [p["score"] for p in fast["passages"]]  # the fast path: fusion order
     assert scores == sorted(scores, reverse=True)
+    assert all(p["read"] is None and p["answer"] is None for p in fast["passages"])
+    assert {(p["file"], p["start"]) for p in fast["passages"][:n]} == \
+        {(p["file"], p["start"]) for p in body["passages"][:n]}
     for p in body["passages"]:
         assert set(p) == PASSAGE_KEYS
         assert all(p[k] is None for k in LOCATION_KEYS)  # plain text has no page or heading

@@ -188,6 +188,10 @@ def test_answer_shows_the_apis_citation_and_highlight(rec: Recorded, server: Ser
     h = top["highlight"]
     assert first.locator("mark").text_content() == text[h["start"]:h["end"]]
     assert first.locator(".passage").text_content() == text[top["start"]:top["end"]]
+    a = top["answer"]  # the reader's answer, bold (inside or beside the highlight)
+    assert a is not None and text[a["start"]:a["end"]] == a["text"]
+    assert "".join(first.locator("strong.answer").all_text_contents()) == a["text"]
+    expect(first.locator(".result-foot")).to_contain_text(f"reader {top['read']:.2f}")
     shown = page.locator("#results .citation").all_text_contents()
     assert shown == [citation(p) for p in expected["passages"]]
     assert page.locator("#banner").is_hidden()
@@ -333,6 +337,9 @@ def test_highlight_offsets_are_code_points(rec: Recorded, server: Server) -> Non
             "line_start": 3, "line_end": 3, "text": text,
             "highlight": {"start": 100 + hs, "end": 100 + he, "line_start": 3, "line_end": 3,
                           "text": text[hs:he]},
+            # an answer that starts before the highlight and ends inside it
+            "answer": {"start": 103, "end": 110, "line_start": 3, "line_end": 3,
+                       "text": text[3:10], "score": 0.8}, "read": 0.9,
             "retrievers": {"dense": {"rank": 1, "score": 0.5}, "lexical": None},
             "file_sha256": "0" * 64}],
         "index": {"generation": "g", "built_at": "t", "model": "m", "chunks": 1},
@@ -343,6 +350,8 @@ def test_highlight_offsets_are_code_points(rec: Recorded, server: Server) -> Non
     first = ask_in_page(rec, server, "anything")
     assert first.locator("mark").text_content() == "𝒳 world"
     assert first.locator(".passage").text_content() == text
+    assert first.locator("strong.answer").all_text_contents() == ["Hello ", "𝒳"]
+    assert first.locator("mark strong.answer").text_content() == "𝒳"
 
 
 def test_phone_width_has_no_horizontal_overflow(phone: Recorded, server: Server) -> None:

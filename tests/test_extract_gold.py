@@ -64,6 +64,7 @@ def test_every_format_answers_the_dev_set_alike(four) -> None:  # type: ignore[n
     gen = open_current(settings.index_dir)
     items = [i for i in load_gold(DEV_GOLD) if i.answerable]
     scores = {}
+    answers = 0
     for fmt in FORMATS:
         ranks = []
         for item in items:
@@ -82,6 +83,12 @@ def test_every_format_answers_the_dev_set_alike(four) -> None:  # type: ignore[n
                 ex = gen.extracted(p.file)
                 text = ex.text if ex else (root / p.file).read_text(encoding="utf-8")
                 assert text[p.start:p.end] == p.text
+                if p.answer is not None:  # the reader's answer: exact, inside its passage
+                    a = p.answer
+                    assert p.start <= a.start < a.end <= p.end and text[a.start:a.end] == a.text
+                    answers += 1
+                    if fmt == "pdf":
+                        assert a.boxes and all(p.page_start <= b[0] <= p.page_end for b in a.boxes)
                 if fmt == "pdf":
                     doc = pdfium.PdfDocument(str(root / p.file))
                     own = "".join(doc[k].get_textpage().get_text_range()
@@ -95,7 +102,8 @@ def test_every_format_answers_the_dev_set_alike(four) -> None:  # type: ignore[n
                                         evidence))
         scores[fmt] = (recall_at(ranks, 5), mrr(ranks))
     gen.close()
-    print("recall@5, MRR per format:", scores)
+    print("recall@5, MRR per format:", scores, "answers checked:", answers)
+    assert answers >= len(items)  # the reader answered (on average one per question and format)
     base = scores["txt"]
     for fmt in FORMATS[1:]:
         assert abs(scores[fmt][0] - base[0]) <= 0.02, scores

@@ -1,0 +1,310 @@
+"""The reader: windows, calibration and reordering (pure), the training command end to end on
+a tiny slice (with ONNX == torch), and the bundled model in the real query pipeline."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.config import Settings
+from rag.reader import windows as W
+from rag.reader.calibration import (Platt, expected_calibration_error, fit_logistic, fit_platt,
+                                    reliability, threshold_for)
+from rag.reader.runtime import Reader, Reading, best_span, bundled_dir, order, rerank
+from rag.types import Passage, Span
+
+# ---------------------------------------------------------------- windows (pure)
+
+
+def test_window_holds_its_centre_within_the_budget() -> None:
+    text = " ".join(f"Sentence number {i} says word{i} here." for i in range(40))
+    enc = W.encode([text])[0]
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        s = int(rng.integers(0, len(text) - 30))
+        e = s + int(rng.integers(1, 30))
+        budget = int(rng.integers(12, 80))
+        w = W.window_around(enc, s, e, budget)
+        assert 0 <= w.a < w.b <= len(enc.ids) and w.b - w.a <= budget
+        assert text[w.start:w.end] == text[enc.starts[w.a]:enc.ends[w.b - 1]]
+        if e - s < budget:  # a centre that fits is inside (up to its edge tokens)
+            assert w.start <= max(s, enc.starts[w.a]) and min(e, w.end) <= w.end
+            inside = (enc.ends > s) & (enc.starts < e)
+            assert inside[w.a:w.b].sum() == inside.sum() or inside.sum() > budget
+
+
+def test_pair_layout_and_token_types() -> None:
+    q = W.question_ids("Who wrote it?")
+    enc = W.encode(["Ann wrote it in 1900."])[0]
+    w = W.window_around(enc, 0, 3, W.budget_for(q))
+    p = W.pair(q, enc, w)
+    ids, mask, types = W.batch([p, p[:5]], [len(q), len(q)])
+    assert p[0] == W.CLS and p[len(q) + 1] == W.SEP and p[-1] == W.SEP
+    assert ids.shape == (2, len(p)) and mask[1].sum() == 5
+    assert types[0, : len(q) + 2].sum() == 0 and types[0, len(q) + 2:].all()
+    assert len(W.question_ids("word " * 100)) == W.MAX_QUESTION
+
+
+def test_best_span_respects_order_and_length() -> None:
+    start = np.array([9.0, 0, 0, 5, 0, 0, 0])
+    end = np.array([9.0, 0, 4, 0, 0, 6, 0])
+    i, j, p = best_span(start, end, 1, 7, max_len=3)
+    assert (i, j) == (3, 5) and 0 < p < 1  # not end 2 < start 3; [CLS] (0) never chosen
+    i, j, _ = best_span(start, end, 1, 7, max_len=2)
+    assert j - i < 2
+
+
+# ---------------------------------------------------------------- calibration (pure)
+
+
+def test_platt_is_monotone_and_fits_a_known_slope() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 2, 5000)
+    y = rng.random(5000) < 1 / (1 + np.exp(-(1.5 * x - 0.5)))
+    p = fit_platt(x, y)
+    assert abs(p.a - 1.5) < 0.15 and abs(p.b + 0.5) < 0.15
+    grid = np.linspace(-10, 10, 101)
+    assert np.all(np.diff(p(grid)) > 0)
+    table = reliability(p(x), y)
+    assert sum(b.n for b in table) == 5000 and expected_calibration_error(table) < 0.03
+
+
+def test_answerability_model_recovers_known_weights() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 1, (8000, 3)) * [2.0, 0.5, 1.0] + [1.0, 0.0, -1.0]
+    y = rng.random(8000) < 1 / (1 + np.exp(-(x @ [0.8, -1.0, 0.0] + 0.3)))
+    m = fit_logistic(x, y)
+    assert np.allclose(m.weights, [0.8, -1.0, 0.0], atol=0.12) and abs(m.bias - 0.3) < 0.15
+    assert np.all(np.diff(m(np.c_[np.linspace(-5, 5, 50), np.zeros(50), np.zeros(50)])) > 0)
+
+
+def test_threshold_keeps_the_false_abstain_bound() -> None:
+    rng = np.random.default_rng(2)
+    conf = rng.random(1000)
+    ans = rng.random(1000) < 0.7
+    for bound in (0.0, 0.04, 0.1, 0.5):
+        t = threshold_for(conf, ans, bound)
+        assert (conf[ans] < t).mean() <= bound + 1e-12
+
+
+# ---------------------------------------------------------------- reordering (pure)
+
+
+def _passage(rank: int, score: float, text: str, start: int) -> Passage:
+    return Passage(rank, score, "f.txt", start, start + len(text), 1, 1, text, "sha",
+                   Span(start, start + len(text), 1, 1, text))
+
+
+def test_rerank_moves_the_read_answer_up_and_marks_it() -> None:
+    a = _passage(1, 1.0, "Berlin is the capital of Germany.", 0)
+    b = _passage(2, 0.8, "Paris is the capital of France.", 40)
+    c = _passage(3, 0.5, "unread tail", 80)
+    readings = [Reading(-3.0, 0.05, (0, 6), 0.2, (0, 33)), Reading(4.0, 0.95, (0, 5), 0.9, (0, 31))]
+    out = rerank([a, b, c], readings, fusion_weight=1.0, threshold=0.5)
+    assert [p.text[:5] for p in out] == ["Paris", "Berli", "unrea"]
+    assert [p.rank for p in out] == [1, 2, 3]
+    ans = out[0].answer
+    assert ans is not None and (ans.start, ans.end, ans.text, ans.score) == (40, 45, "Paris", 0.9)
+    assert out[1].answer is None and out[1].read == 0.05  # below the threshold: no answer
+    assert out[2].read is None and out[2].answer is None
+    # a large enough fusion weight keeps the retrieval order
+    assert order([-3.0, 4.0], [1.0, 0.8], 100.0) == [0, 1]
+
+
+# ---------------------------------------------------------------- training end to end
+
+
+def _tiny_squad(path: Path) -> None:
+    """Five small articles in SQuAD 2.0 layout: answerable and unanswerable questions."""
+    data = []
+    for k in range(5):
+        paras = []
+        for j in range(2):
+            town, n = f"Town{k}{j}", 1000 + 37 * k + j
+            ctx = (f"{town} is a small town in the north of Region{k}. It has a population "
+                   f"of {n} people. The main industry of {town} is fishing{j}.")
+            s = ctx.index(str(n))
+            paras.append({"context": ctx, "qas": [
+                {"id": f"{k}{j}a", "question": f"What is the population of {town}?",
+                 "answers": [{"text": str(n), "answer_start": s}], "is_impossible": False},
+                {"id": f"{k}{j}b", "question": f"What is the area of {town}?", "answers": [],
+                 "is_impossible": True}]})
+        data.append({"title": f"Region {k}", "paragraphs": paras})
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        json.dump({"version": "v2.0", "data": data}, f)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from rag.cli import main
+
+    root = tmp_path_factory.mktemp("train")
+    _tiny_squad(root / "tiny.json.gz")
+    argv = ["train-reader", "--data", str(root / "tiny.json.gz"), "--out", str(root / "out"),
+            "--install", str(root / "model"), "--steps", "2", "--batch", "4", "--every", "1"]
+    assert main(argv) == 0
+    log = [json.loads(x) for x in (root / "out" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2]
+    # resumable: asking for more steps continues from the checkpoint, not from zero
+    assert main([*argv[:-4], "--steps", "3", "--batch", "4", "--every", "1"]) == 0
+    log = [json.loads(x) for x in (root / "out" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3]
+    return root
+
+
+def test_training_command_end_to_end(tiny_run: Path) -> None:
+    card = json.loads((tiny_run / "model" / "card.json").read_text())
+    assert card["training"]["config"]["steps"] == 3
+    assert card["held_out"]["int8"]["questions"] == 4  # 1 held-out article, 4 questions
+    assert (tiny_run / "model" / "README.md").read_text().startswith("# rag-reader-minilm-L2")
+    r = Reader(tiny_run / "model")
+    got = r.read("What is the population of Town00?",
+                 [("Town00 has a population of 1000 people.", (0, 10))])
+    assert len(got) == 1 and 0.0 <= got[0].probability <= 1.0
+    assert r.fingerprint.startswith("rag-reader-minilm-L2@")
+
+
+def test_onnx_float32_equals_torch(tiny_run: Path) -> None:
+    import torch
+
+    from rag.train.export import load_checkpoint
+
+    model, _ = load_checkpoint(tiny_run / "out" / "checkpoint.pt")
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(tiny_run / "out" / "onnx" / "reader-fp32.onnx"),
+                                providers=["CPUExecutionProvider"])
+    q = W.question_ids("What is the population of Town00?")
+    encs = W.encode(["Town00 has a population of 1000 people.", "Fishing is the industry."])
+    pairs = [W.pair(q, e, W.window_around(e, 0, 5, W.budget_for(q))) for e in encs]
+    ids, mask, types = W.batch(pairs, [len(q)] * 2)
+    with torch.no_grad():
+        want = [t.numpy() for t in model(torch.from_numpy(ids), torch.from_numpy(mask),
+                                         torch.from_numpy(types))]
+    got = sess.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, atol=1e-4, rtol=0)
+
+
+def test_a_damaged_model_file_is_refused(tiny_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from rag.errors import ConfigError
+
+    bad = tmp_path / "model"
+    shutil.copytree(tiny_run / "model", bad)
+    data = bytearray((bad / "reader-int8.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / "reader-int8.onnx").write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="sha256"):
+        Reader(bad)
+    with pytest.raises(ConfigError, match="no reader model"):
+        Reader(tmp_path)
+
+
+# ---------------------------------------------------------------- the bundled model
+
+
+def test_bundled_card_is_complete_and_calibration_increases() -> None:
+    card = json.loads((bundled_dir() / "card.json").read_text())
+    for key in ("base", "licence", "data", "command", "training", "sha256", "calibration",
+                "held_out"):
+        assert key in card
+    cal = card["calibration"]
+    assert cal["a"] > 0  # P rises with the logit
+    p = Platt(cal["a"], cal["b"])(np.linspace(-20, 20, 200))
+    assert np.all(np.diff(p) >= 0) and 0 < cal["threshold"] < 1
+    assert "SQuAD" in card["licence"] and "CC BY-SA 4.0" in card["licence"]
+
+
+def test_bundled_reader_reorders_a_hand_made_case() -> None:
+    """Retrieval put the wrong passage first; the reader, reading both, puts the answer first."""
+    r = Reader()
+    q = "In what year was the bridge over the Kelda river opened?"
+    wrong = "The bridge over the Kelda river is 240 metres long and carries two railway tracks."
+    right = "The bridge over the Kelda river was opened in 1887 by the mayor of the town."
+    readings = r.read(q, [(wrong, (0, len(wrong))), (right, (0, len(right)))])
+    assert readings[1].logit > readings[0].logit
+    a = _passage(1, 1.0, wrong, 0)
+    b = _passage(2, 0.9, right, 100)
+    out = rerank([a, b], readings, r.fusion_weight, r.answer_threshold)
+    assert out[0].text == right
+    s, e = readings[1].answer  # type: ignore[misc]
+    assert "1887" in right[s:e]
+
+
+def test_searcher_reads_by_default_and_not_when_asked(real_index: Settings, real_embedder) -> None:  # type: ignore[no-untyped-def]
+    from rag.search import Searcher
+
+    s = Searcher(real_index, embedder=real_embedder)
+    q = "What share of the world's population lives in SCO countries?"
+    read = s.ask(q, 5)
+    fast = s.ask(q, 5, read=False)
+    off = Searcher(real_index.model_copy(update={"read": False}), embedder=real_embedder).ask(q, 5)
+    assert read.index.reader == s.reader.fingerprint and "read" in read.timings_ms
+    assert fast.index.reader is None and "read" not in fast.timings_ms
+    assert [(p.file, p.start, p.end) for p in fast.passages] == \
+        [(p.file, p.start, p.end) for p in off.passages]
+    assert fast.confidence == off.confidence
+    n = s.settings.reader_candidates
+    assert all(p.read is not None for p in read.passages[:n])
+    assert all(p.read is None for p in read.passages[n:])
+    assert {(p.file, p.start) for p in read.passages[:n]} == \
+        {(p.file, p.start) for p in fast.passages[:n]}  # the reader reorders, never replaces
+    texts: dict[str, str] = {}
+    for p in read.passages:
+        t = texts.setdefault(p.file, (real_index.corpus_dir / p.file).read_text(encoding="utf-8"))
+        for sp in (p, p.highlight, p.answer):
+            if sp is not None:
+                assert t[sp.start:sp.end] == sp.text
+                assert sp.line_start == t.count("\n", 0, sp.start) + 1
+                assert sp.line_end == t.count("\n", 0, max(sp.start, sp.end - 1)) + 1
+    assert read.answerable and read.passages[0].answer is not None
+
+
+def test_concurrent_questions_share_both_models_correctly(real_index: Settings,
+                                                          real_embedder) -> None:  # type: ignore[no-untyped-def]
+    """The micro-batcher (question vectors) and the reader's session under 8 threads give
+    exactly the answers one thread gets."""
+    from rag.evaluate import load_gold
+    from tests.conftest import DEV_GOLD, need_shared
+
+    need_shared(DEV_GOLD)
+    from rag.search import Searcher
+
+    s = Searcher(real_index, embedder=real_embedder)
+    s.cache.size = 0
+    qs = [it.question for it in load_gold(DEV_GOLD)[:24]]
+
+    def key(a):  # type: ignore[no-untyped-def]
+        return ([(p.file, p.start, p.end, p.read, p.answer and p.answer.text) for p in a.passages],
+                a.answerable, a.confidence)
+
+    want = {q: key(s.ask(q, 5)) for q in qs}
+    got: dict[str, object] = {}
+    errors: list[BaseException] = []
+
+    def worker(part: list[str]) -> None:
+        try:
+            for q in part:
+                got[q] = key(s.ask(q, 5))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(qs[i::8],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and got == want
+
+
+def test_passage_records_keep_their_shape() -> None:
+    p = _passage(1, 1.0, "x", 0)
+    assert replace(p, read=0.5).read == 0.5 and p.answer is None
