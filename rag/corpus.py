@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from bisect import bisect_right
 from collections.abc import Callable
@@ -161,6 +162,46 @@ def load_corpus(corpus_dir: Path, converter: Converter | None = None
         why = "; ".join(f"{s.path}: {s.reason}" for s in skipped) or "no file of a known type"
         raise CorpusError(f"corpus folder {str(corpus_dir)!r} has no usable document ({why})")
     return docs, skipped
+
+
+# (corpus path, os.stat of the file) -> True when the index already holds exactly this file
+Known = Callable[[str, os.stat_result], bool]
+
+
+@dataclass
+class Scan:
+    """A corpus walk for `rag index`: the files read, the files the index vouches for by
+    size and mtime (not read), the files skipped, and every file's mtime."""
+
+    docs: list[Document]
+    kept: list[str]
+    skipped: list[Skipped]
+    mtimes: dict[str, int]
+
+
+def scan_corpus(corpus_dir: Path, converter: Converter, known: Known) -> Scan:
+    """Like load_corpus, but a file `known` vouches for is neither read nor hashed."""
+    scan = Scan([], [], [], {})
+    for p in list_files(corpus_dir):
+        rel = p.relative_to(corpus_dir).as_posix()
+        try:
+            st = p.stat()
+            scan.mtimes[rel] = st.st_mtime_ns
+            if known(rel, st):
+                scan.kept.append(rel)
+                continue
+            scan.docs.append(converter.read(p, rel))
+        except OSError as e:
+            log.warning("skipping %s: %s", rel, e)
+            scan.skipped.append(Skipped(rel, f"unreadable ({e.strerror or e})"))
+        except ValueError as e:
+            log.warning("skipping %s: %s", rel, e)
+            scan.skipped.append(Skipped(rel, str(e)))
+    if not scan.docs and not scan.kept:
+        why = ("; ".join(f"{s.path}: {s.reason}" for s in scan.skipped)
+               or "no file of a known type")
+        raise CorpusError(f"corpus folder {str(corpus_dir)!r} has no usable document ({why})")
+    return scan
 
 
 class LineIndex:
