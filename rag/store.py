@@ -1,20 +1,30 @@
-"""The on-disk index: generations of plain files, a manifest, and an atomic pointer.
+"""The on-disk index: generations naming immutable segments, and an atomic pointer.
 
     index/
       CURRENT                 the published generation's name (replaced atomically)
       .lock                   held by a running `rag index`
+      segments/
+        s-000004/             immutable; shared by every generation that names it
+          segment.json        rows, dense kind, sha256+size of every file, checksum
+          chunks.sqlite       files and chunks (offsets, lines, text), sentences
+          dense.faiss         FAISS index, row i = local row i
+          sentences.faiss     sentence vectors
+          lexical/            BM25 postings (vocab.json, npy arrays)
       generations/
         g-000007/             one complete, immutable generation
-          manifest.json       format, model, chunking, documents, sha256+size of every file
-          chunks.sqlite       files and chunks (offsets, lines, text)
-          dense.faiss         FAISS index, row i = chunk row i
-          lexical/            bm25s arrays (npy, json)
-          texts/              converted files (PDF, HTML, DOCX), named by the source's sha256:
+          manifest.json       format, model, chunking, the segments it names (with their
+                              checksums), documents (sha256, size, mtime, segment, first
+                              row, chunks), sha256+size of its own files
+          tombstones/         s-000004.npy: rows of that segment no longer live
+          texts/              converted files (PDF, HTML, DOCX), named by the source's sha256
+                              (hard links to the previous generation's when unchanged):
                               SHA.txt the extracted text (UTF-8: what offsets index),
                               SHA.json its layout (pages, headings), SHA.boxes.npy (PDF)
         .tmp-g-000008-1234/   a build in progress; never loaded, swept by the next run
 
-A generation is written into a temporary folder, every file fsynced, renamed into place,
+A segment is written into a temporary folder, fsynced, renamed into segments/ and that
+folder fsynced before any generation names it. A generation is written into a temporary
+folder, every file fsynced, renamed into place,
 the parent fsynced; then CURRENT is written to a temp file, fsynced and ``os.replace``d.
 A crash at any moment leaves CURRENT naming a complete generation.
 """
