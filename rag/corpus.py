@@ -51,18 +51,29 @@ def list_files(corpus_dir: Path) -> list[Path]:
             "pass --corpus DIR (or set RAG_CORPUS_DIR) to a folder of .txt/.md/.pdf/.html/"
             ".docx files"
         )
-    root = corpus_dir.resolve()
-    found = []
-    for p in corpus_dir.rglob("*"):
-        rel = p.relative_to(corpus_dir)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if p.suffix.lower() in SUFFIXES and p.is_file():
-            if not p.resolve().is_relative_to(root):
+    root = os.path.realpath(corpus_dir)
+    found: list[tuple[str, Path]] = []
+    # os.walk, not rglob + resolve per file: a million-chunk corpus is ~50k files, and a
+    # no-op `rag index` must stay cheap; realpath only per folder and per symlink
+    for dirpath, dirs, files in os.walk(corpus_dir, followlinks=True):
+        rel_dir = os.path.relpath(dirpath, corpus_dir)
+        rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        real_dir = os.path.realpath(dirpath)
+        inside = real_dir == root or real_dir.startswith(root + os.sep)
+        for name in files:
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in SUFFIXES:
+                continue
+            path = Path(dirpath) / name
+            if not path.is_file():
+                continue
+            rel = rel_dir + name
+            real = os.path.realpath(path) if (path.is_symlink() or not inside) else ""
+            if real and not (real == root or real.startswith(root + os.sep)):
                 log.warning("skipping %s: it is a link that leaves the corpus folder", rel)
                 continue
-            found.append(p)
-    return sorted(found, key=lambda p: p.relative_to(corpus_dir).as_posix())
+            found.append((rel, path))
+    return [p for _, p in sorted(found)]
 
 
 def parse_metadata(text: str, path: str) -> tuple[str | None, str | None]:

@@ -41,6 +41,7 @@ from .formats import Extracted, Limits, extractor_id, format_of, load_extracted,
 from .segments import (SEGMENT_MANIFEST, MergePlan, Segment, SegmentStat, load_segment,
                        next_segment_name, plan_merge, segment_checksum, segments_dir)
 from .store import (CURRENT, MANIFEST, TEXTS, TOMBSTONES, collect_garbage, fsync_path,
+                    sweep_temp_folders,
                     generations_dir, list_generations, new_tmp_folder, next_generation_name,
                     point_current, publish, publish_segment, read_pointer, seal_manifest,
                     validate_folder, write_chunks_db)
@@ -266,7 +267,7 @@ def build_index(settings: Settings, full: bool = False,
         if read_pointer(index_dir)[0] != prev.name:  # damaged or dangling pointer
             point_current(index_dir, prev.name)
             log.warning("repaired %s: it now names %s", CURRENT, prev.name)
-        collect_garbage(index_dir, settings.keep_generations)  # sweep killed runs
+        sweep_temp_folders(index_dir)  # of killed runs (orphan segments: next publish)
         total = int(prev.manifest["chunks"])
         return IndexReport(None, unchanged=n_docs, skipped=scan.skipped, chunks_reused=total,
                            chunks_total=total, seconds=time.perf_counter() - t0,

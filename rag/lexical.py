@@ -170,6 +170,9 @@ class LexicalIndex:
         for p, m in parts:
             total += int(p.lengths.sum() if m is None else p.lengths[m >= 0].sum())
         self.avg_length = total / size if size else 1.0
+        # BM25's length normaliser per row, once per generation (it needs the average)
+        self._norm = [np.float32(K1) * ((1 - B) + B * np.asarray(p.lengths, np.float32)
+                                         / np.float32(self.avg_length)) for p, _ in parts]
 
     @classmethod
     def build(cls, texts: list[str]) -> LexicalIndex:
@@ -187,25 +190,28 @@ class LexicalIndex:
         p = Postings.load(folder, mmap)
         return cls([(p, None)], p.size)
 
-    def _postings(self, terms: list[str]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per term: (generation rows, tf, lengths) of its live postings in every part."""
+    def _postings(self, terms: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per term: (generation rows, BM25 tf part) of its live postings in every part."""
         out = []
         for t in terms:
-            rows, tfs, lens = [], [], []
-            for p, m in self.parts:
+            rows, parts = [], []
+            for (p, m), norm in zip(self.parts, self._norm):
                 j = p.vocab.get(t)
                 if j is None:
                     continue
                 a, b = int(p.indptr[j]), int(p.indptr[j + 1])
                 docs = np.asarray(p.docs[a:b])
-                g = docs.astype(np.int64) if m is None else m[docs]
-                live = g >= 0
-                rows.append(g[live])
-                tfs.append(np.asarray(p.tf[a:b])[live])
-                lens.append(np.asarray(p.lengths)[docs[live]])
-            out.append((np.concatenate(rows), np.concatenate(tfs), np.concatenate(lens))
-                       if rows else (np.zeros(0, np.int64), np.zeros(0, np.float32),
-                                     np.zeros(0, np.int32)))
+                tf = np.asarray(p.tf[a:b])
+                if m is None:
+                    g = docs
+                else:
+                    g = m[docs]
+                    live = g >= 0
+                    g, docs, tf = g[live], docs[live], tf[live]
+                rows.append(g)
+                parts.append(tf / (norm[docs] + tf))
+            out.append((np.concatenate(rows), np.concatenate(parts)) if rows
+                       else (np.zeros(0, np.int64), np.zeros(0, np.float32)))
         return out
 
     def scores(self, query: str) -> np.ndarray:
@@ -214,19 +220,18 @@ class LexicalIndex:
         if not terms or not self.size:
             return np.zeros(self.size, dtype=np.float32)
         found = self._postings(terms)
-        rows = [r for r, _, _ in found]
-        if not any(len(r) for r in rows):
+        if not any(len(r) for r, _ in found):
             return np.zeros(self.size, dtype=np.float32)
-        weights = [bm25_idf(np.array([len(r)]), self.size)[0] * bm25_tf(tf, ln, self.avg_length)
-                   for r, tf, ln in found]
         # one pass in query-term order: a row's sum does not depend on where it is stored
-        return np.bincount(np.concatenate(rows), np.concatenate(weights),
-                           minlength=self.size).astype(np.float32)
+        rows = np.concatenate([r for r, _ in found])
+        weights = np.concatenate([np.float32(bm25_idf(np.array([len(r)]), self.size)[0]) * w
+                                  for r, w in found])
+        return np.bincount(rows, weights, minlength=self.size).astype(np.float32)
 
     def idf(self, terms: list[str]) -> dict[str, float]:
         """Document-frequency weight per known term (for highlighting)."""
         out = {}
-        for t, (rows, _, _) in zip(terms, self._postings(terms)):
+        for t, (rows, _) in zip(terms, self._postings(terms)):
             if len(rows):
                 out[t] = float(bm25_idf(np.array([len(rows)]), self.size)[0])
         return out

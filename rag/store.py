@@ -305,6 +305,21 @@ def collect_garbage(index_dir: Path, keep: int) -> list[str]:
     return removed + collect_segments(index_dir)
 
 
+def sweep_temp_folders(index_dir: Path) -> list[str]:
+    """Delete what killed runs left: temp folders of generations and segments, temp
+    pointers. Reads no manifest (a no-op `rag index` stays cheap). Hold the lock."""
+    removed = []
+    for root in (generations_dir(index_dir), index_dir / "segments"):
+        if root.is_dir():
+            for p in root.iterdir():
+                if p.name.startswith(TMP_PREFIX):
+                    shutil.rmtree(p, ignore_errors=True)
+                    removed.append(p.name)
+    for p in index_dir.glob(f"{TMP_PREFIX}*"):
+        p.unlink(missing_ok=True)
+    return removed
+
+
 def named_segments(index_dir: Path) -> set[str] | None:
     """Segments some generation on disk names; None if a manifest cannot be read (then
     nothing may be deleted: that generation might name any of them)."""
