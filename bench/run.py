@@ -859,8 +859,8 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
              "False)` (sentence vectors would multiply memory); otherwise rag's Settings "
              f"defaults at the time of the run ({scale_params(sc)}; flat at or below the "
              "threshold, HNSW M=32 efConstruction=80 above). "
-             "Each generation is written with rag's own writers (`write_chunks_db`, "
-             "`DenseIndex.build/save`, `LexicalIndex.build/save`, `seal_manifest`, `publish`) "
+             "Each index is written with rag's own writers (one segment by "
+             "`indexing._write_segment`, a generation naming it by `_write_generation`) "
              "in one child process and loaded by the real loader (`Searcher.generation` -> "
              "`open_current`, which sha256-checks every file) in a second child process, so "
              "memory is that size's alone.\n")
@@ -876,9 +876,12 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
         t = b["seconds"]
         rec = b.get("recall")
         built = [f"{int(n):,}", f"{b['dense_kind']} / {b['vectors']}",
-                 f"{t['index_build_total']:.1f} s (dense {t['dense_build']:.1f}, lexical "
-                 f"{t['lexical_build']:.1f}, sqlite {t['chunks_db']:.1f}, sha256 "
-                 f"{t['seal_manifest']:.1f}, fsync {t['publish_fsync']:.1f})",
+                 (f"{t['index_build_total']:.1f} s (segment {t['segment_write']:.1f}: dense, "
+                  f"lexical, sqlite, sha256, fsync; generation {t['generation_write']:.1f})"
+                  if "segment_write" in t else
+                  f"{t['index_build_total']:.1f} s (dense {t['dense_build']:.1f}, lexical "
+                  f"{t['lexical_build']:.1f}, sqlite {t['chunks_db']:.1f}, sha256 "
+                  f"{t['seal_manifest']:.1f}, fsync {t['publish_fsync']:.1f})"),
                  fmt_bytes(b["disk_bytes"])]
         if q is None:
             rows.append([*built, x.get("error", "not run"), "", "", f"{b['peak_rss_mib']:.0f} MiB",

@@ -22,7 +22,6 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +136,6 @@ def build(n: int, index_dir: Path, gauss: Path, corpus_dir: Path, vectors_kind: 
           threshold: int | None, recall_queries: int, seed: int = 0) -> dict[str, Any]:
     """Write one generation of n synthetic chunks with rag's own writers; time each step."""
     from rag.config import Settings
-    from rag.dense import DenseIndex
-    from rag.lexical import LexicalIndex
-    from rag.store import new_tmp_folder, publish, seal_manifest, write_chunks_db
     from rag.types import Chunk, Document
 
     rng = np.random.default_rng(seed)
@@ -173,71 +169,47 @@ def build(n: int, index_dir: Path, gauss: Path, corpus_dir: Path, vectors_kind: 
         vectors = sample_unit(mu, lower, n, rng)
         t["vectors"] = time.perf_counter() - s
 
-    name = "g-000001"
-    tmp = new_tmp_folder(index_dir, name)
-    s = time.perf_counter()
-    dense = DenseIndex.build(vectors, settings.approximate_threshold,
-                             ef_search=settings.hnsw_ef_search)
-    t["dense_build"] = time.perf_counter() - s
-    res["dense_kind"] = dense.kind
-    res["rss_after_dense_mib"] = proc_status()["VmRSS"]
-    if dense.kind == "hnsw" and recall_queries:
-        res["recall"] = hnsw_recall(dense, vectors, sample_unit(mu, lower, recall_queries, rng),
-                                    settings.hnsw_ef_search)
-    s = time.perf_counter()
-    dense.save(tmp / "dense.faiss")
-    t["dense_save"] = time.perf_counter() - s
-    del dense, vectors
+    # one segment and a generation naming it, with rag's own writers (no corpus folder)
+    from rag.chunking import ChunkParams
+    from rag.indexing import Part, _write_generation, _write_segment
+    from rag.store import index_lock
 
     s = time.perf_counter()
-    docs, chunks, counts = [], [], {}
+    parts = []
     for f in range(0, n, CHUNKS_PER_FILE):
         path = f"synth/f{f // CHUNKS_PER_FILE:06d}.txt"
-        pos = 0
+        pos, chunks = 0, []
         for j, text in enumerate(texts[f:f + CHUNKS_PER_FILE]):
             chunks.append(Chunk(path, pos, pos + len(text), j + 1, j + 1, text))
             pos += len(text) + 1  # one chunk per line
-        counts[path] = len(texts[f:f + CHUNKS_PER_FILE])
-        docs.append(Document(path, "", hashlib.sha256(path.encode()).hexdigest(), pos,
-                             f"synthetic file {f // CHUNKS_PER_FILE}", None))
-    write_chunks_db(tmp / "chunks.sqlite", docs, chunks, counts)
-    t["chunks_db"] = time.perf_counter() - s
-    del chunks
-
-    s = time.perf_counter()
-    lexical = LexicalIndex.build(texts)
-    t["lexical_build"] = time.perf_counter() - s
-    s = time.perf_counter()
-    lexical.save(tmp / "lexical")
-    t["lexical_save"] = time.perf_counter() - s
-    del lexical, texts
-
-    s = time.perf_counter()
-    seal_manifest(tmp, {
-        "generation": name,
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "tool_version": "bench",
-        "model": {"name": SynthEmbedder.name, "fingerprint": SYNTH_FINGERPRINT,
-                  "dim": int(len(mu)), "max_tokens": SynthEmbedder.max_tokens},
-        "chunking": {"max_tokens": 160, "overlap_tokens": 32, "context_prefix": False},
-        "dense": {"kind": res["dense_kind"], "rows": n},
-        "sentences": {"enabled": False, "rows": 0},
-        "engine": {"name": "bench-synthetic", "vectors": vectors_kind},
-        "chunks": n,
-        "documents": {d.path: {"sha256": d.sha256, "size": d.size, "title": d.title,
-                               "date": d.date, "chunks": counts[d.path]} for d in docs},
-    })
-    t["seal_manifest"] = time.perf_counter() - s
-    s = time.perf_counter()
-    publish(index_dir, tmp, name)
-    t["publish_fsync"] = time.perf_counter() - s
-    t["index_build_total"] = sum(t[k] for k in ("dense_build", "dense_save", "chunks_db",
-                                                "lexical_build", "lexical_save",
-                                                "seal_manifest", "publish_fsync"))
+        doc = Document(path, "", hashlib.sha256(path.encode()).hexdigest(), pos,
+                       f"synthetic file {f // CHUNKS_PER_FILE}", None)
+        parts.append(Part(doc, chunks, vectors[f:f + len(chunks)], [],
+                          np.zeros((0, len(mu)), np.float32)))
+    t["parts"] = time.perf_counter() - s
+    del vectors
+    with index_lock(index_dir):
+        s = time.perf_counter()
+        _, docs = _write_segment(settings, "s-000001", None, {}, None, parts, len(mu))
+        t["segment_write"] = time.perf_counter() - s  # dense + lexical + sqlite + fsync
+        del parts, texts
+        s = time.perf_counter()
+        meta = json.loads((index_dir / "segments" / "s-000001" / "segment.json").read_text())
+        res["dense_kind"] = meta["dense"]
+        _write_generation(settings, "g-000001", None, docs, [
+            {"name": "s-000001", "checksum": meta["checksum"], "rows": meta["rows"],
+             "sentences": 0, "dense": meta["dense"]}], {}, {
+                "name": SynthEmbedder.name, "fingerprint": SYNTH_FINGERPRINT,
+                "dim": len(mu), "max_tokens": SynthEmbedder.max_tokens},
+            ChunkParams(160, 32, False), {"name": "bench-synthetic", "vectors": vectors_kind},
+            time.time_ns())
+        t["generation_write"] = time.perf_counter() - s
+    t["index_build_total"] = t["segment_write"] + t["generation_write"]
+    res["rss_after_dense_mib"] = proc_status()["VmRSS"]
     res["seconds"] = t
-    res["disk_bytes"] = dir_size(index_dir / "generations" / name)
+    res["disk_bytes"] = dir_size(index_dir)
     res["files_bytes"] = {p.name: p.stat().st_size if p.is_file() else dir_size(p)
-                          for p in (index_dir / "generations" / name).iterdir()}
+                          for p in (index_dir / "segments" / "s-000001").iterdir()}
     res["peak_rss_mib"] = proc_status()["VmHWM"]
     return res
 
@@ -279,7 +251,7 @@ def query(index_dir: Path, gauss: Path, corpus_dir: Path, n: int, warmup: int
     """Load the generation with the real loader; time Searcher.ask per mode and the raw
     retrievers; report load time and memory."""
     import bm25s  # noqa: F401  (imported before the baseline so it counts as libraries)
-    import faiss  # noqa: F401
+    import faiss
 
     from rag.config import Settings
     from rag.search import Searcher

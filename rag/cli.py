@@ -38,7 +38,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         make_step = ray_embed_step(settings, args.ray_address, args.embed_actors,
                                    args.embed_batch_size, args.gpus_per_actor)
     with index_lock(settings.index_dir, args.lock_timeout):
-        report = build_index(settings, full=args.full, make_step=make_step)
+        report = build_index(settings, full=args.full, make_step=make_step,
+                             optimize=args.optimize)
     print(report.summary())  # each skipped file was logged once, with its reason
     return 0
 
@@ -252,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="build or update the index from the corpus")
     _add_common(p)
     p.add_argument("--full", action="store_true", help="rebuild everything")
+    p.add_argument("--optimize", action="store_true",
+                   help="also merge every segment into one (the server keeps answering)")
     p.add_argument("--lock-timeout", type=float, default=0.0,
                    help="seconds to wait for another running `rag index` (default: fail)")
     p.add_argument("--engine", choices=["local", "ray"], default="local")

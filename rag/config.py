@@ -81,6 +81,11 @@ class Settings(BaseSettings):
 
     # Indexing
     keep_generations: int = Field(2, ge=1, le=100)
+    # Merge policy (segments.plan_merge): above this many segments, `rag index` folds all but
+    # the largest into its new segment; a segment with a larger share of tombstones is
+    # rewritten without them. `rag index --optimize` folds everything into one.
+    merge_max_segments: int = Field(10, ge=1, le=10_000)
+    merge_max_dead_share: float = Field(0.3, ge=0.0, le=1.0)
     lock_timeout_s: float = Field(0.0, ge=0.0)
 
     # Service

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from bisect import bisect_right
 from collections.abc import Callable
@@ -50,18 +51,29 @@ def list_files(corpus_dir: Path) -> list[Path]:
             "pass --corpus DIR (or set RAG_CORPUS_DIR) to a folder of .txt/.md/.pdf/.html/"
             ".docx files"
         )
-    root = corpus_dir.resolve()
-    found = []
-    for p in corpus_dir.rglob("*"):
-        rel = p.relative_to(corpus_dir)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if p.suffix.lower() in SUFFIXES and p.is_file():
-            if not p.resolve().is_relative_to(root):
+    root = os.path.realpath(corpus_dir)
+    found: list[tuple[str, Path]] = []
+    # os.walk, not rglob + resolve per file: a million-chunk corpus is ~50k files, and a
+    # no-op `rag index` must stay cheap; realpath only per folder and per symlink
+    for dirpath, dirs, files in os.walk(corpus_dir, followlinks=True):
+        rel_dir = os.path.relpath(dirpath, corpus_dir)
+        rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        real_dir = os.path.realpath(dirpath)
+        inside = real_dir == root or real_dir.startswith(root + os.sep)
+        for name in files:
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in SUFFIXES:
+                continue
+            path = Path(dirpath) / name
+            if not path.is_file():
+                continue
+            rel = rel_dir + name
+            real = os.path.realpath(path) if (path.is_symlink() or not inside) else ""
+            if real and not (real == root or real.startswith(root + os.sep)):
                 log.warning("skipping %s: it is a link that leaves the corpus folder", rel)
                 continue
-            found.append(p)
-    return sorted(found, key=lambda p: p.relative_to(corpus_dir).as_posix())
+            found.append((rel, path))
+    return [p for _, p in sorted(found)]
 
 
 def parse_metadata(text: str, path: str) -> tuple[str | None, str | None]:
@@ -161,6 +173,46 @@ def load_corpus(corpus_dir: Path, converter: Converter | None = None
         why = "; ".join(f"{s.path}: {s.reason}" for s in skipped) or "no file of a known type"
         raise CorpusError(f"corpus folder {str(corpus_dir)!r} has no usable document ({why})")
     return docs, skipped
+
+
+# (corpus path, os.stat of the file) -> True when the index already holds exactly this file
+Known = Callable[[str, os.stat_result], bool]
+
+
+@dataclass
+class Scan:
+    """A corpus walk for `rag index`: the files read, the files the index vouches for by
+    size and mtime (not read), the files skipped, and every file's mtime."""
+
+    docs: list[Document]
+    kept: list[str]
+    skipped: list[Skipped]
+    mtimes: dict[str, int]
+
+
+def scan_corpus(corpus_dir: Path, converter: Converter, known: Known) -> Scan:
+    """Like load_corpus, but a file `known` vouches for is neither read nor hashed."""
+    scan = Scan([], [], [], {})
+    for p in list_files(corpus_dir):
+        rel = p.relative_to(corpus_dir).as_posix()
+        try:
+            st = p.stat()
+            scan.mtimes[rel] = st.st_mtime_ns
+            if known(rel, st):
+                scan.kept.append(rel)
+                continue
+            scan.docs.append(converter.read(p, rel))
+        except OSError as e:
+            log.warning("skipping %s: %s", rel, e)
+            scan.skipped.append(Skipped(rel, f"unreadable ({e.strerror or e})"))
+        except ValueError as e:
+            log.warning("skipping %s: %s", rel, e)
+            scan.skipped.append(Skipped(rel, str(e)))
+    if not scan.docs and not scan.kept:
+        why = ("; ".join(f"{s.path}: {s.reason}" for s in scan.skipped)
+               or "no file of a known type")
+        raise CorpusError(f"corpus folder {str(corpus_dir)!r} has no usable document ({why})")
+    return scan
 
 
 class LineIndex:

@@ -17,6 +17,8 @@ class DenseIndex:
         self._index = index
         self.kind = kind
         self._view: np.ndarray | None = None  # a flat index's vectors, zero-copy
+        # the last row mask turned into a FAISS selector: (mask, selector, rows allowed, bits)
+        self._selector: tuple[np.ndarray, object, int, np.ndarray] | None = None
 
     @property
     def size(self) -> int:
@@ -67,15 +69,28 @@ class DenseIndex:
             return empty
         params = None
         if allowed is not None:
-            ids = np.flatnonzero(allowed).astype(np.int64)
-            if not len(ids):
+            sel, n_allowed = self._select(allowed)
+            if not n_allowed:
                 return empty
-            k = min(k, len(ids))
-            sel = faiss.IDSelectorBatch(ids)
+            k = min(k, n_allowed)
             params = (faiss.SearchParametersHNSW(sel=sel, efSearch=self._ef())
                       if self.kind == "hnsw" else faiss.SearchParameters(sel=sel))
         scores, rows = self._index.search(q, k, params=params)  # type: ignore[attr-defined]
         return scores, rows
+
+    def _select(self, allowed: np.ndarray) -> tuple[object, int]:
+        """A FAISS bitmap selector for a row mask (and how many rows it allows). The last one
+        is kept: a segment's live-row mask is the same array every query."""
+        import faiss
+
+        got = self._selector
+        if got is not None and got[0] is allowed:
+            return got[1], got[2]
+        bits = np.packbits(np.asarray(allowed, dtype=bool), bitorder="little")
+        sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
+        n = int(np.count_nonzero(allowed))
+        self._selector = (allowed, sel, n, bits)  # bits must outlive the selector
+        return sel, n
 
     def _ef(self) -> int:
         return int(self._index.hnsw.efSearch)  # type: ignore[attr-defined]
@@ -105,6 +120,12 @@ class DenseIndex:
         if self.kind == "flat":  # plain indexing beats a SWIG call per question
             return self._flat()[rows]
         return np.asarray(self._index.reconstruct_batch(rows), dtype=np.float32)  # type: ignore[attr-defined]
+
+    def add(self, vectors: np.ndarray) -> None:
+        """Append rows (a merge extends a segment's index instead of rebuilding it)."""
+        if len(vectors):
+            self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))  # type: ignore[attr-defined]
+        self._view = None
 
     def vectors(self) -> np.ndarray:
         """All stored vectors (for reuse by an incremental re-index)."""

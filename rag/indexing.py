@@ -1,4 +1,12 @@
-"""`rag index` end to end: diff files by hash, chunk, embed, build, publish.
+"""`rag index` end to end: diff files against the manifest, chunk, embed, write one new
+segment, publish a generation naming it and the untouched segments.
+
+A re-index costs what changed: files whose size and mtime match the manifest are not even
+read, unchanged files stay in their segments (named by reference, never copied), the old
+chunks of changed and removed files become tombstones, and only new and changed files are
+chunked, embedded and written, as one new segment. When the merge policy says so
+(``segments.plan_merge``), the same run folds small or tombstone-heavy segments into that
+new segment; ``rag index --optimize`` folds everything into one.
 
 Embedding is one replaceable step (``EmbedStep``): in-process here, on Ray in
 ``distributed.py``; everything else is the same code for both.
@@ -7,6 +15,7 @@ Embedding is one replaceable step (``EmbedStep``): in-process here, on Ray in
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import shutil
@@ -16,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,20 +33,25 @@ import numpy as np
 from . import __version__
 from .chunking import ChunkParams, chunk_document, embedding_text
 from .config import Settings
-from .corpus import Converter, Reuse, Skipped, load_corpus
+from .corpus import Converter, Reuse, Skipped, scan_corpus
 from .embedding import Embedder, fingerprint_for, load_embedder
 from .highlight import sentence_spans
 from .errors import ConfigError, IndexCorruptError, IndexMissingError
-from .formats import Extracted, Limits, load_extracted, save_extracted
-from .store import (CURRENT, TEXTS, Generation, collect_garbage, new_tmp_folder,
-                    next_generation_name, open_current, point_current, publish, read_current,
-                    seal_manifest, validate_folder, write_chunks_db)
+from .formats import Extracted, Limits, extractor_id, format_of, load_extracted, save_extracted
+from .segments import (SEGMENT_MANIFEST, MergePlan, Segment, SegmentStat, load_segment,
+                       next_segment_name, plan_merge, segment_checksum, segments_dir)
+from .store import (CURRENT, MANIFEST, TEXTS, TOMBSTONES, collect_garbage, fsync_path,
+                    sweep_temp_folders,
+                    generations_dir, list_generations, new_tmp_folder, next_generation_name,
+                    point_current, publish, publish_segment, read_pointer, seal_manifest,
+                    validate_folder, write_chunks_db)
 from .types import Chunk, Document
 
 log = logging.getLogger(__name__)
 
 # texts -> (unit vectors, facts about the run for the manifest)
 EmbedStep = Callable[[Sequence[str]], tuple[np.ndarray, dict[str, Any]]]
+RACY_NS = 2_000_000_000  # a file changed this close to the last scan is hashed again
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,9 @@ class IndexReport:
     embed_seconds: float = 0.0
     sentences_embedded: int = 0
     extracted: list[str] = field(default_factory=list)  # converted files read this run
+    segment: str | None = None  # the segment this run wrote
+    merged: list[str] = field(default_factory=list)  # segments folded into it
+    hashed: int = 0  # files read and hashed (the others matched the manifest's size+mtime)
 
     def summary(self) -> str:
         """One line, e.g. ``+1 file, ~2 changed, -0 removed, 14 chunks embedded, 120 reused``."""
@@ -67,7 +85,9 @@ class IndexReport:
         skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
         sent = f"; {self.sentences_embedded} sentences embedded" if self.sentences_embedded else ""
         ext = f"; {len(self.extracted)} converted" if self.extracted else ""
-        return f"{what}{skipped}{tail} ({self.seconds:.2f} s{sent}{ext})"
+        merged = (f"; merged {len(self.merged)} segment{'s' if len(self.merged) != 1 else ''}"
+                  if self.merged else "")
+        return f"{what}{skipped}{tail} ({self.seconds:.2f} s{sent}{ext}{merged})"
 
 
 def local_embed_step(embedder: Embedder, batch_size: int = 32) -> EmbedStep:
@@ -106,18 +126,6 @@ def check_budget(params: ChunkParams, embedder: Embedder) -> None:
             f"chunk_tokens={params.max_tokens}")
 
 
-def _previous(settings: Settings, full: bool) -> Generation | None:
-    if full:
-        return None
-    try:
-        return open_current(settings.index_dir)
-    except IndexMissingError:
-        return None
-    except IndexCorruptError as e:
-        log.warning("previous index unusable, rebuilding everything: %s", e)
-        return None
-
-
 def limits(settings: Settings) -> Limits:
     """The extraction limits from the settings."""
     return Limits(settings.extract_max_bytes, settings.extract_max_pages,
@@ -125,12 +133,47 @@ def limits(settings: Settings) -> Limits:
                   settings.extract_max_unzipped_bytes, settings.extract_memory_mb)
 
 
-def reuse_from(prev: Generation | None) -> Reuse | None:
+@dataclass(frozen=True)
+class Previous:
+    """The published generation as its manifest describes it (no segment is opened)."""
+
+    name: str
+    folder: Path
+    manifest: dict[str, Any]
+
+    @property
+    def documents(self) -> dict[str, dict[str, Any]]:
+        """Indexed files: sha256, size, mtime_ns, segment, first row, chunk count, ..."""
+        return self.manifest["documents"]  # type: ignore[no-any-return]
+
+
+def previous_generation(index_dir: Path) -> Previous | None:
+    """The generation CURRENT names (else the newest sound one), from its manifest alone:
+    checked, and each segment it names present. No segment file is opened (a re-index costs
+    what changed; an unchanged million-chunk segment is not read): their checksums are
+    checked before a new generation names them (``_canary``), their contents by the loader."""
+    current, _ = read_pointer(index_dir)
+    names = list_generations(index_dir)
+    order = ([current] if current else []) + [n for n in reversed(names) if n != current]
+    for name in order:
+        folder = generations_dir(index_dir) / name
+        try:
+            manifest = validate_folder(folder)
+            for s in manifest["segments"]:
+                if not (segments_dir(index_dir) / s["name"]).is_dir():
+                    raise IndexCorruptError(f"segment {s['name']} is missing")
+        except (IndexCorruptError, OSError, ValueError, KeyError) as e:
+            log.warning("previous generation %s unusable: %s", name, e)
+            continue
+        return Previous(name, folder, manifest)
+    return None
+
+
+def reuse_from(prev: Previous | None) -> Reuse | None:
     """Extractions the previous generation stored, by (source sha256, extractor id)."""
     if prev is None:
         return None
-    known = {(m.get("sha256"), m.get("extractor"))
-             for m in prev.manifest.get("documents", {}).values()
+    known = {(m.get("sha256"), m.get("extractor")) for m in prev.documents.values()
              if m.get("format", "text") != "text"}
 
     def reuse(sha: str, extractor: str) -> Extracted | None:
@@ -144,83 +187,180 @@ def reuse_from(prev: Generation | None) -> Reuse | None:
     return reuse
 
 
-def _extractor_changed(prev: Generation, d: Document) -> bool:
-    old = prev.manifest.get("documents", {}).get(d.path) or {}
-    return old.get("extractor") != d.extractor
-
-
-def _compatible(prev: Generation, fingerprint: str, params: ChunkParams,
+def _compatible(m: dict[str, Any], fingerprint: str, params: ChunkParams,
                 sentences: bool) -> bool:
-    m = prev.manifest
     return (m["model"]["fingerprint"] == fingerprint and m["chunking"] == asdict(params)
             and m.get("sentences", {}).get("enabled") == sentences)
 
 
+def _known(prev: Previous | None) -> Callable[[str, os.stat_result], bool]:
+    """Does the manifest vouch for this file (same size and mtime, not changed around the
+    last scan, same extractor)? Then it is neither read nor hashed."""
+    docs = prev.documents if prev else {}
+    scanned = int(prev.manifest.get("scanned_ns", 0)) if prev else 0
+
+    def known(rel: str, st: os.stat_result) -> bool:
+        rec = docs.get(rel)
+        if rec is None or rec.get("mtime_ns") != st.st_mtime_ns or rec["size"] != st.st_size:
+            return False
+        if st.st_mtime_ns >= scanned - RACY_NS:  # could have changed within the same tick
+            return False
+        fmt = format_of(Path(rel))
+        return fmt is None or rec.get("extractor") == extractor_id(fmt)
+    return known
+
+
+@dataclass
+class Part:
+    """One document's content as a segment stores it: chunks, their vectors, sentences
+    (index of the chunk within the document, start, end) and sentence vectors."""
+
+    doc: Document
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    sentences: list[tuple[int, int, int]]
+    sentence_vectors: np.ndarray
+
+
 def build_index(settings: Settings, full: bool = False,
                 embedder: Embedder | None = None,
-                make_step: Callable[[Embedder], EmbedStep] | None = None) -> IndexReport:
-    """Bring the index in line with the corpus; publish a new generation if anything changed.
+                make_step: Callable[[Embedder], EmbedStep] | None = None,
+                optimize: bool = False) -> IndexReport:
+    """Bring the index in line with the corpus; publish a new generation if anything changed
+    (or, with optimize, if there is more than one segment or any tombstone).
 
     The caller holds the index lock (see ``store.index_lock``)."""
     t0 = time.perf_counter()
-    prev = _previous(settings, full)
-    converter = Converter(limits(settings), reuse_from(prev))
-    try:
-        docs, skipped = load_corpus(settings.corpus_dir, converter)
-    except BaseException:
-        if prev is not None:
-            prev.close()
-        raise
-    finally:
-        converter.close()
+    index_dir = settings.index_dir
     params = chunk_params(settings)
     fingerprint = embedder.fingerprint if embedder else fingerprint_for(settings)
-    if prev is not None and not _compatible(prev, fingerprint, params,
-                                                settings.sentence_vectors):
+    prev = None if full else previous_generation(index_dir)
+    if prev is not None and not _compatible(prev.manifest, fingerprint, params,
+                                            settings.sentence_vectors):
         log.info("model or chunking changed since %s: re-embedding everything", prev.name)
         prev = None
-    old = {f.path: f for f in prev.files} if prev else {}
-    new_paths = {d.path for d in docs}
-    added = [d.path for d in docs if d.path not in old]
-    changed = [d.path for d in docs if d.path in old and (
-        old[d.path].sha256 != d.sha256 or (prev is not None and _extractor_changed(prev, d)))]
-    removed = sorted(set(old) - new_paths)
-    if prev is not None and not (added or changed or removed):
-        if read_current(settings.index_dir) != prev.name:  # damaged or dangling pointer
-            point_current(settings.index_dir, prev.name)
-            log.warning("repaired %s: it now names %s", CURRENT, prev.name)
-        collect_garbage(settings.index_dir, settings.keep_generations)  # sweep killed runs
-        prev.close()
-        return IndexReport(None, unchanged=len(docs), skipped=skipped,
-                           chunks_reused=prev.size, chunks_total=prev.size,
-                           seconds=time.perf_counter() - t0, extracted=converter.extracted)
-
-    # Documents only: no int8 question model to build or load here.
-    embedder = embedder or load_embedder(settings.model_copy(update={"quantize_queries": False}))
-    check_budget(params, embedder)
+    old = prev.documents if prev else {}
+    scanned_ns = time.time_ns()
+    converter = Converter(limits(settings), reuse_from(prev))
+    try:
+        scan = scan_corpus(settings.corpus_dir, converter, _known(prev))
+    finally:
+        converter.close()
+    read = {d.path: d for d in scan.docs}
+    added = [d.path for d in scan.docs if d.path not in old]
+    changed = [d.path for d in scan.docs if d.path in old and (
+        old[d.path]["sha256"] != d.sha256 or old[d.path].get("extractor") != d.extractor)]
+    present = set(read) | set(scan.kept)
+    removed = sorted(set(old) - present)
     redo = set(added) | set(changed)
-    todo = [d for d in docs if d.path in redo]
+    unchanged = sorted(present - redo)
+    n_docs = len(present)
+
+    # the documents that stay where they are, and what the policy wants merged
+    stay = {p: dict(old[p]) for p in unchanged}
+    stats = _stats(prev, stay, len(redo))
+    plan = plan_merge(stats, settings.merge_max_segments, settings.merge_max_dead_share,
+                      optimize) if prev else None
+    if plan is not None and plan.base == NEW:
+        plan = MergePlan(plan.merge, None)
+    if prev is not None and not redo and not removed and plan is None:
+        if read_pointer(index_dir)[0] != prev.name:  # damaged or dangling pointer
+            point_current(index_dir, prev.name)
+            log.warning("repaired %s: it now names %s", CURRENT, prev.name)
+        sweep_temp_folders(index_dir)  # of killed runs (orphan segments: next publish)
+        total = int(prev.manifest["chunks"])
+        return IndexReport(None, unchanged=n_docs, skipped=scan.skipped, chunks_reused=total,
+                           chunks_total=total, seconds=time.perf_counter() - t0,
+                           extracted=converter.extracted, hashed=len(scan.docs))
+
+    todo = [read[p] for p in sorted(redo)]
+    parts: list[Part] = []
+    engine: dict[str, Any] = {"name": "local", "actors": 1}
+    embed_seconds = 0.0
+    n_sent = 0
+    dim = int(prev.manifest["model"]["dim"]) if prev else 0
+    if todo or prev is None:
+        # Documents only: no int8 question model to build or load here.
+        embedder = embedder or load_embedder(
+            settings.model_copy(update={"quantize_queries": False}))
+        check_budget(params, embedder)
+        dim = embedder.dim
+        te = time.perf_counter()
+        parts, engine, n_sent = _embed(settings, todo, embedder, params, make_step)
+        embed_seconds = time.perf_counter() - te
+    model = ({"name": embedder.name, "fingerprint": embedder.fingerprint, "dim": embedder.dim,
+              "max_tokens": embedder.max_tokens} if embedder else prev.manifest["model"])  # type: ignore[union-attr]
+
+    name = next_generation_name(index_dir)
+    seg_name = None
+    written: Path | None = None
+    try:
+        merged = list(plan.merge) if plan else []
+        if parts or merged:
+            seg_name = next_segment_name(index_dir)
+            written, seg_docs = _write_segment(settings, seg_name, prev, stay, plan, parts,
+                                               dim)
+            stay.update(seg_docs)
+        for p in removed:
+            stay.pop(p, None)
+        documents = {p: _doc_record(stay[p], scan.mtimes.get(p)) for p in sorted(stay)}
+        segments = _segment_list(index_dir, prev, documents, merged, seg_name)
+        _write_generation(settings, name, prev, documents, segments, read, model, params,
+                          engine, scanned_ns)
+    except BaseException:
+        if written is not None and read_pointer(index_dir)[0] != name:
+            shutil.rmtree(written, ignore_errors=True)  # named by no generation
+        raise
+    collect_garbage(index_dir, settings.keep_generations)
+    total = sum(d["chunks"] for d in documents.values())
+    embedded = sum(len(pt.chunks) for pt in parts)
+    return IndexReport(name, added, changed, removed, n_docs - len(added) - len(changed),
+                       scan.skipped, embedded, total - embedded, total,
+                       time.perf_counter() - t0, embed_seconds, n_sent, converter.extracted,
+                       seg_name, [m for m in merged if m != NEW], len(scan.docs))
+
+
+NEW = "(new)"  # the segment this run writes, as the merge policy counts it
+
+
+def _stats(prev: Previous | None, stay: dict[str, dict[str, Any]], fresh: int
+           ) -> list[SegmentStat]:
+    """Rows and tombstones of each segment once this run's changes are applied."""
+    if prev is None:
+        return []
+    live: dict[str, int] = {}
+    for d in stay.values():
+        live[d["segment"]] = live.get(d["segment"], 0) + int(d["chunks"])
+    out = [SegmentStat(s["name"], int(s["rows"]), int(s["rows"]) - live.get(s["name"], 0))
+           for s in prev.manifest["segments"] if live.get(s["name"])]  # empty ones drop out
+    return out + ([SegmentStat(NEW, fresh, 0)] if fresh else [])
+
+
+def _embed(settings: Settings, todo: list[Document], embedder: Embedder, params: ChunkParams,
+           make_step: Callable[[Embedder], EmbedStep] | None
+           ) -> tuple[list[Part], dict[str, Any], int]:
+    """Chunk and embed new and changed documents (chunks and their sentences in one call)."""
     new_chunks = {d.path: chunk_document(d, embedder.count_tokens, params) for d in todo}
     flat = [c for d in todo for c in new_chunks[d.path]]
     sents = [chunk_sentences(c) for c in flat] if settings.sentence_vectors else [[] for _ in flat]
     texts = [embedding_text(c) for c in flat]
     sent_texts = [c.text[a - c.start:b - c.start] for c, ss in zip(flat, sents) for a, b in ss]
-    te = time.perf_counter()
     step = (make_step or (lambda e: local_embed_step(e, settings.embed_batch_size)))(embedder)
     all_vectors, engine = step(texts + sent_texts)
-    embed_seconds = time.perf_counter() - te
     if all_vectors.shape != (len(texts) + len(sent_texts), embedder.dim):
         raise RuntimeError(f"embedding step returned {all_vectors.shape}, "
                            f"expected {(len(texts) + len(sent_texts), embedder.dim)}")
-    fresh = Fresh(new_chunks, all_vectors[:len(texts)], sents, all_vectors[len(texts):])
-    built = _assemble(docs, fresh, prev, embedder.dim)
-    if prev is not None:
-        prev.close()
-    name = _write_generation(settings, docs, built, embedder, params, engine)
-    return IndexReport(name, added, changed, removed, len(docs) - len(added) - len(changed),
-                       skipped, len(texts), built.reused, len(built.chunks),
-                       time.perf_counter() - t0, embed_seconds, len(sent_texts),
-                       converter.extracted)
+    vectors, svectors = all_vectors[:len(texts)], all_vectors[len(texts):]
+    parts = []
+    pos = spos = 0
+    for d in todo:
+        cs = new_chunks[d.path]
+        ss = [(i, a, b) for i, c in enumerate(cs) for a, b in sents[pos + i]]
+        parts.append(Part(d, cs, vectors[pos:pos + len(cs)], ss,
+                          svectors[spos:spos + len(ss)]))
+        pos += len(cs)
+        spos += len(ss)
+    return parts, engine, len(sent_texts)
 
 
 def chunk_sentences(chunk: Chunk) -> list[tuple[int, int]]:
@@ -228,137 +368,244 @@ def chunk_sentences(chunk: Chunk) -> list[tuple[int, int]]:
     return [(sp.start, sp.end) for sp in sentence_spans(chunk.text, chunk.start, 1)]
 
 
-@dataclass(frozen=True)
-class Fresh:
-    """What this run chunked and embedded."""
-
-    chunks: dict[str, list[Chunk]]
-    vectors: np.ndarray
-    sentences: list[list[tuple[int, int]]]  # per new chunk, in order
-    sentence_vectors: np.ndarray
+def _doc_record(rec: dict[str, Any], mtime_ns: int | None) -> dict[str, Any]:
+    return {**rec, "mtime_ns": mtime_ns}
 
 
-@dataclass(frozen=True)
-class Built:
-    """A whole generation's content, in document order."""
-
-    chunks: list[Chunk]
-    vectors: np.ndarray
-    sentences: list[tuple[int, int, int]]  # (chunk row, start, end)
-    sentence_vectors: np.ndarray
-    reused: int
+def _record(d: Document, segment: str, row: int, chunks: int) -> dict[str, Any]:
+    """A document's manifest entry."""
+    return {"sha256": d.sha256, "size": d.size, "title": d.title, "date": d.date,
+            "chunks": chunks, "segment": segment, "row": row,
+            **({"format": d.format, "extractor": d.extractor,
+                "text": f"{TEXTS}/{d.sha256}.txt"} if d.format != "text" else {})}
 
 
-def _assemble(docs: Sequence[Document], fresh: Fresh, prev: Generation | None, dim: int
-              ) -> Built:
-    """All chunks and vectors in document order, reusing the previous generation's."""
-    old_vectors = prev.dense.vectors() if prev is not None else None
-    old_sent = (prev.sentences.vectors() if prev is not None and prev.sentences is not None
-                else np.zeros((0, dim), np.float32))
-    chunks: list[Chunk] = []
-    parts: list[np.ndarray] = []
-    sents: list[tuple[int, int, int]] = []
-    sparts: list[np.ndarray] = []
-    reused = pos = spos = 0
-    for d in docs:
-        if d.path in fresh.chunks:
-            cs = fresh.chunks[d.path]
-            parts.append(fresh.vectors[pos:pos + len(cs)])
-            for i, c in enumerate(cs):
-                ss = fresh.sentences[pos + i]
-                sents.extend((len(chunks) + i, a, b) for a, b in ss)
-                sparts.append(fresh.sentence_vectors[spos:spos + len(ss)])
-                spos += len(ss)
-            pos += len(cs)
-        else:
-            assert prev is not None and old_vectors is not None
-            cs = prev.chunks_of(d.path)
-            rows = prev.rows_of(d.path)
-            parts.append(old_vectors[rows])
-            ids = prev.sentence_ids(rows)
-            base = len(chunks) - int(rows[0]) if len(rows) else 0
-            sents.extend((int(prev.sent_row[i]) + base, int(prev.sent_start[i]),
-                          int(prev.sent_end[i])) for i in ids)
-            sparts.append(old_sent[ids] if len(ids) else np.zeros((0, dim), np.float32))
-            reused += len(cs)
-        chunks.extend(cs)
-    vectors = np.vstack(parts) if parts else np.zeros((0, dim), np.float32)
-    svectors = np.vstack(sparts) if sparts else np.zeros((0, dim), np.float32)
-    return Built(chunks, vectors, sents, svectors, reused)
+def _as_document(path: str, rec: dict[str, Any]) -> Document:
+    return Document(path, "", rec["sha256"], rec["size"], rec.get("title"), rec.get("date"),
+                    rec.get("format", "text"), rec.get("extractor"))
 
 
-def _write_generation(settings: Settings, docs: Sequence[Document], built: Built,
-                      embedder: Embedder, params: ChunkParams, engine: dict[str, Any]) -> str:
-    """Write, check and publish a generation; the temp folder is removed on any failure."""
+def _carry(seg: Segment, path: str, rec: dict[str, Any]) -> Part:
+    """A live document of a segment being merged: its stored chunks and vectors."""
+    row, n = int(rec["row"]), int(rec["chunks"])
+    rows = np.arange(row, row + n)
+    lo, hi = seg.sentence_range(row, n)
+    sents = [(int(r) - row, int(a), int(b)) for r, a, b in
+             zip(seg.sent_row[lo:hi], seg.sent_start[lo:hi], seg.sent_end[lo:hi])]
+    svec = (seg.sentences.vectors_of(np.arange(lo, hi)) if seg.sentences is not None
+            else np.zeros((0, seg.dense.dim), np.float32))
+    return Part(_as_document(path, rec), seg.chunk_range(row, n), seg.dense.vectors_of(rows),
+                sents, svec)
+
+
+def _write_segment(settings: Settings, name: str, prev: Previous | None,
+                   stay: dict[str, dict[str, Any]], plan: MergePlan | None, fresh: list[Part],
+                   dim: int) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """Write one segment: the base's rows (when merging into a base), the live documents of
+    the other merged segments, then the new and changed documents. Returns its folder and
+    the manifest entries of every document it holds live."""
     from .dense import DenseIndex
-    from .lexical import LexicalIndex
+    from .lexical import LexicalIndex, Postings
 
     index_dir = settings.index_dir
-    name = next_generation_name(index_dir)
-    tmp = new_tmp_folder(index_dir, name)
-    chunks, vectors = built.chunks, built.vectors
+    merging = set(plan.merge) if plan else set()
+    loaded: dict[str, Segment] = {}
+    out: dict[str, dict[str, Any]] = {}
+    tmp = new_tmp_folder(index_dir, name, segments_dir(index_dir))
     try:
+        assert prev is not None or not merging
+        checks = {s["name"]: s["checksum"] for s in prev.manifest["segments"]} if prev else {}
+        for s in sorted(merging - {"(new)"}):
+            loaded[s] = load_segment(index_dir, s, checks[s], settings.hnsw_ef_search).acquire()
+        base = loaded.get(plan.base) if plan and plan.base else None
+        carried = [_carry(loaded[r["segment"]], p, r) for p, r in sorted(stay.items())
+                   if r["segment"] in loaded and r["segment"] != (base.name if base else None)]
+        parts = sorted(carried + fresh, key=lambda pt: pt.doc.path)
+        row0 = base.rows if base else 0
+        sent0 = len(base.sent_row) if base else 0
+        file0 = (max(base.paths) + 1) if base and base.paths else 0
+        if base is not None:
+            for p, r in stay.items():
+                if r["segment"] == base.name:
+                    out[p] = {**r, "segment": name}
+            shutil.copyfile(base.folder / "chunks.sqlite", tmp / "chunks.sqlite")
+        chunks: list[Chunk] = []
+        sentences: list[tuple[int, int, int]] = []
         counts: dict[str, int] = {}
-        for c in chunks:
-            counts[c.file] = counts.get(c.file, 0) + 1
-        write_chunks_db(tmp / "chunks.sqlite", docs, chunks, counts, built.sentences)
-        for d in docs:  # converted files: the text their offsets index, and its layout
-            if d.layout is not None:
-                save_extracted(tmp / TEXTS, d.sha256, Extracted(d.text, d.layout))
-        dense = DenseIndex.build(vectors, settings.approximate_threshold,
-                                 ef_search=settings.hnsw_ef_search)
+        for pt in parts:
+            out[pt.doc.path] = _record(pt.doc, name, row0 + len(chunks), len(pt.chunks))
+            sentences.extend((len(chunks) + i, a, b) for i, a, b in pt.sentences)
+            chunks.extend(pt.chunks)
+            counts[pt.doc.path] = len(pt.chunks)
+        vectors = (np.vstack([pt.vectors for pt in parts]) if parts
+                   else np.zeros((0, dim), np.float32))
+        svectors = (np.vstack([pt.sentence_vectors for pt in parts]) if parts
+                    else np.zeros((0, dim), np.float32))
+        write_chunks_db(tmp / "chunks.sqlite", [pt.doc for pt in parts], chunks, counts,
+                        sentences, (file0, row0, sent0))
+        total = row0 + len(chunks)
+        dense = _extend(base.dense if base else None, base.folder / "dense.faiss" if base else None,
+                        vectors, settings, total)
         dense.save(tmp / "dense.faiss")
         if settings.sentence_vectors:
-            DenseIndex.build(built.sentence_vectors, settings.approximate_threshold,
-                             ef_search=settings.hnsw_ef_search).save(tmp / "sentences.faiss")
-        LexicalIndex.build([c.text for c in chunks]).save(tmp / "lexical")
+            sfile = base.folder / "sentences.faiss" if base else None
+            _extend(base.sentences if base else None, sfile, svectors, settings,
+                    sent0 + len(sentences)).save(tmp / "sentences.faiss")
+        postings = Postings.build([c.text for c in chunks])
+        if base is not None:
+            postings = base.postings.extend(postings)
+        LexicalIndex([(postings, None)], total).save(tmp / "lexical")
+        seal_manifest(tmp, {
+            "segment": name, "rows": total, "sentences": sent0 + len(sentences),
+            "dense": dense.kind,
+            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "base": base.name if base else None,
+            "merged": sorted(loaded),
+        }, SEGMENT_MANIFEST)
+        final = publish_segment(index_dir, tmp, name)
+        _canary_segment(index_dir, name, vectors, row0, settings.hnsw_ef_search)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _disk_full(e, tmp)
+        raise
+    finally:
+        for seg in loaded.values():
+            seg.release()
+    return final, out
+
+
+def _extend(base: Any, base_file: Path | None, vectors: np.ndarray, settings: Settings,
+            total: int) -> Any:
+    """A dense index of the base's rows followed by vectors: the base's own index extended
+    when it is of the kind `total` rows call for (an HNSW graph takes new nodes), else built
+    anew from all vectors."""
+    from .dense import DenseIndex
+
+    want = "hnsw" if total > settings.approximate_threshold else "flat"
+    if base is not None and base_file is not None and base.kind == want:
+        index = DenseIndex.load(base_file, settings.hnsw_ef_search)
+        index.add(vectors)
+        return index
+    if base is not None:
+        vectors = np.vstack([base.vectors(), vectors]) if len(vectors) else base.vectors()
+    return DenseIndex.build(vectors, settings.approximate_threshold,
+                            ef_search=settings.hnsw_ef_search)
+
+
+def _canary_segment(index_dir: Path, name: str, vectors: np.ndarray, row0: int,
+                    ef_search: int) -> None:
+    """Load the new segment the way the server will and check that it finds itself."""
+    from .store import validate_folder as validate
+
+    folder = segments_dir(index_dir) / name
+    seg = Segment(folder, validate(folder, SEGMENT_MANIFEST, f"segment {name}"), ef_search)
+    seg.acquire()
+    try:
+        if len(vectors):
+            probe = len(vectors) // 2
+            hits = seg.dense.search(vectors[probe:probe + 1], 1)[0]
+            if not hits or hits[0].score < 0.99:
+                raise IndexCorruptError(f"canary query failed on new segment {name}")
+            assert seg.chunks([row0 + probe])[row0 + probe].text is not None
+    finally:
+        seg.release()
+
+
+def _segment_list(index_dir: Path, prev: Previous | None, documents: dict[str, dict[str, Any]],
+                  merged: list[str], new: str | None) -> list[dict[str, Any]]:
+    """The segments the new generation names: the previous ones still holding a live
+    document and not merged away, then the new one."""
+    used = {d["segment"] for d in documents.values()}
+    out = [dict(s) for s in (prev.manifest["segments"] if prev else [])
+           if s["name"] in used and s["name"] not in merged]
+    if new is not None and new in used:
+        meta = json.loads((segments_dir(index_dir) / new / SEGMENT_MANIFEST).read_text())
+        out.append({"name": new, "checksum": meta["checksum"], "rows": meta["rows"],
+                    "sentences": meta["sentences"], "dense": meta["dense"]})
+    return out
+
+
+def _write_generation(settings: Settings, name: str, prev: Previous | None,
+                      documents: dict[str, dict[str, Any]], segments: list[dict[str, Any]],
+                      read: dict[str, Document], model: dict[str, Any], params: ChunkParams,
+                      engine: dict[str, Any], scanned_ns: int) -> None:
+    """Write, check and publish a generation: the manifest naming its segments, each
+    segment's tombstones, the stored texts of converted files (hard links to the previous
+    generation's for unchanged ones); the temp folder is removed on any failure."""
+    index_dir = settings.index_dir
+    tmp = new_tmp_folder(index_dir, name)
+    try:
+        live: dict[str, list[tuple[int, int]]] = {}
+        for d in documents.values():
+            live.setdefault(d["segment"], []).append((int(d["row"]), int(d["chunks"])))
+        for s in segments:
+            covered = np.zeros(int(s["rows"]), dtype=bool)
+            for row, n in live.get(s["name"], []):
+                covered[row:row + n] = True
+            dead = np.flatnonzero(~covered).astype(np.int64)
+            s["dead"] = len(dead)
+            if len(dead):
+                (tmp / TOMBSTONES).mkdir(exist_ok=True)
+                np.save(tmp / TOMBSTONES / f"{s['name']}.npy", dead, allow_pickle=False)
+        for path, d in documents.items():  # converted files: the text their offsets index
+            if d.get("format", "text") == "text":
+                continue
+            doc = read.get(path)
+            if doc is not None and doc.layout is not None:
+                save_extracted(tmp / TEXTS, doc.sha256, Extracted(doc.text, doc.layout))
+            else:
+                assert prev is not None
+                _link_texts(prev.folder / TEXTS, tmp / TEXTS, d["sha256"])
         manifest = seal_manifest(tmp, {
             "generation": name,
             "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "tool_version": __version__,
-            "model": {"name": embedder.name, "fingerprint": embedder.fingerprint,
-                      "dim": embedder.dim, "max_tokens": embedder.max_tokens},
+            "model": model,
             "chunking": asdict(params),
-            "dense": {"kind": dense.kind, "rows": dense.size},
+            "dense": {"kind": "flat" if all(s["dense"] == "flat" for s in segments)
+                      else "hnsw", "segments": len(segments)},
             "sentences": {"enabled": settings.sentence_vectors,
-                          "rows": len(built.sentences)},
+                          "rows": sum(int(s["sentences"]) for s in segments)},
             "engine": engine,
-            "chunks": len(chunks),
-            "documents": {d.path: {"sha256": d.sha256, "size": d.size, "title": d.title,
-                                   "date": d.date, "chunks": counts.get(d.path, 0),
-                                   **({"format": d.format, "extractor": d.extractor,
-                                       "text": f"{TEXTS}/{d.sha256}.txt"}
-                                      if d.layout is not None else {})}
-                          for d in docs},
+            "chunks": sum(int(d["chunks"]) for d in documents.values()),
+            "scanned_ns": scanned_ns,
+            "segments": segments,
+            "documents": documents,
         })
-        _canary(tmp, manifest, vectors)
+        _canary(index_dir, manifest)
         publish(index_dir, tmp, name)
-    except (OSError, sqlite3.OperationalError) as e:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError) and e.errno is not None:
-            raise
-        # numpy reports a short write without an error code; sqlite says "disk is full"
-        if isinstance(e, OSError) or "full" in str(e):
-            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}? ({e})", str(tmp)) from e
+        _disk_full(e, tmp)
         raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    collect_garbage(index_dir, settings.keep_generations)
-    return name
 
 
-def _canary(folder: Any, manifest: dict[str, Any], vectors: np.ndarray) -> None:
-    """Load the new generation the way the server will and check that it finds itself."""
-    validate_folder(folder)
-    gen = Generation(folder, manifest)
-    try:
-        if gen.size:
-            probe = min(gen.size - 1, gen.size // 2)
-            hits = gen.dense.search(vectors[probe:probe + 1], 1)[0]
-            if not hits or hits[0].score < 0.99:
-                raise IndexCorruptError(f"canary query failed on new generation {folder}")
-            assert gen.chunks([probe])[0].text is not None
-    finally:
-        gen.close()
+def _link_texts(src: Path, dst: Path, sha: str) -> None:
+    """Hard-link a converted file's stored text and layout into a new generation (the
+    bytes are shared, never copied)."""
+    dst.mkdir(exist_ok=True)
+    found = [p for p in src.glob(f"{sha}.*")] if src.is_dir() else []
+    if not found:
+        raise IndexCorruptError(f"the stored text {sha[:12]} of the previous generation is "
+                                "missing; rebuild with `rag index --full`")
+    for p in found:
+        if not (dst / p.name).exists():
+            os.link(p, dst / p.name)
 
+
+def _disk_full(e: BaseException, where: Path) -> None:
+    """Re-raise a full disk that numpy or sqlite reported without an errno as ENOSPC."""
+    if isinstance(e, OSError) and e.errno is not None:
+        return
+    # numpy reports a short write without an error code; sqlite says "disk is full"
+    if isinstance(e, OSError) or (isinstance(e, sqlite3.OperationalError) and "full" in str(e)):
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}? ({e})", str(where)) from e
+
+
+def _canary(index_dir: Path, manifest: dict[str, Any]) -> None:
+    """Every segment the generation names is there, with the checksum it records (the new
+    segment itself was loaded and probed when written): never a dangling reference."""
+    for s in manifest["segments"]:
+        if segment_checksum(index_dir, s["name"]) != s["checksum"]:
+            raise IndexCorruptError(f"generation {manifest['generation']} would name segment "
+                                    f"{s['name']}, which is missing or differs")

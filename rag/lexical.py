@@ -1,10 +1,18 @@
-"""Lexical index: BM25 (bm25s) over stemmed word tokens. Same verbs and hit type as dense."""
+"""Lexical index: BM25 over stemmed word tokens. Same verbs and hit type as dense.
+
+Each segment stores raw postings (term -> rows and term frequencies) and its rows' lengths,
+not precomputed scores: BM25's idf and average length are corpus-wide, so they are computed
+at query time over every live row of every segment. A generation of many segments therefore
+scores exactly as one segment holding the same live chunks would (tested), and a new segment
+never forces the others to be rebuilt. The scoring is bm25s's "lucene" variant (k1 1.5,
+b 0.75, idf log(1 + (N - df + 0.5) / (df + 0.5))), checked against bm25s itself in the tests.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,13 +31,7 @@ ourselves out over own same she should so some such than that the their theirs t
 themselves then there these they this those through to too under until up very was we were
 what when where which while who whom why will with would you your yours yourself yourselves
 """.split())
-
-
-def _bm25s():  # type: ignore[no-untyped-def]
-    import bm25s
-
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets DEBUG on import
-    return bm25s
+K1, B = 1.5, 0.75
 
 
 @lru_cache(maxsize=1)
@@ -45,39 +47,193 @@ def tokenize(text: str) -> list[str]:
     return list(_stemmer().stemWords(words)) if words else []
 
 
-class LexicalIndex:
-    """BM25 scores for every chunk row, from a sparse term matrix."""
+def bm25_idf(df: np.ndarray, n: int) -> np.ndarray:
+    """Lucene's idf for document frequencies df among n rows (pure)."""
+    df = np.asarray(df, dtype=np.float64)
+    return np.log(1.0 + (n - df + 0.5) / (df + 0.5))
 
-    def __init__(self, bm25: object, size: int) -> None:
-        self._bm25 = bm25
+
+def bm25_tf(tf: np.ndarray, length: np.ndarray, avg_length: float) -> np.ndarray:
+    """The term-frequency part of BM25 (lucene variant) for postings (pure)."""
+    tf = np.asarray(tf, dtype=np.float64)
+    return tf / (K1 * ((1 - B) + B * np.asarray(length, np.float64) / avg_length) + tf)
+
+
+@dataclass
+class Postings:
+    """One segment's lexical part: for term t, rows docs[indptr[t]:indptr[t+1]] hold it tf
+    times; lengths[row] is the row's token count."""
+
+    vocab: dict[str, int]
+    indptr: np.ndarray  # int64, len(vocab) + 1
+    docs: np.ndarray  # int32 rows, ascending within a term
+    tf: np.ndarray  # float32
+    lengths: np.ndarray  # int32 per row
+
+    @property
+    def size(self) -> int:
+        """Rows (live and tombstoned)."""
+        return len(self.lengths)
+
+    @classmethod
+    def build(cls, texts: list[str], vocab: dict[str, int] | None = None) -> Postings:
+        """Postings of texts (row i is text i); a row without words counts as one token."""
+        vocab = dict(vocab or {})
+        ids: list[int] = []
+        lengths = np.zeros(len(texts), dtype=np.int32)
+        for i, t in enumerate(texts):
+            toks = tokenize(t) or [""]  # as bm25s saw an empty row: one empty token
+            lengths[i] = len(toks)
+            for w in toks:
+                j = vocab.get(w)
+                if j is None:
+                    j = vocab[w] = len(vocab)
+                ids.append(j)
+        rows = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+        return cls.from_pairs(vocab, np.asarray(ids, dtype=np.int64), rows, lengths)
+
+    @classmethod
+    def from_pairs(cls, vocab: dict[str, int], terms: np.ndarray, rows: np.ndarray,
+                   lengths: np.ndarray) -> Postings:
+        """Postings from one (term, row) pair per token occurrence."""
+        n = max(len(lengths), 1)
+        keys, counts = np.unique(terms * n + rows, return_counts=True)
+        t, docs = keys // n, keys % n
+        indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(t, minlength=len(vocab)), out=indptr[1:])
+        return cls(vocab, indptr, docs.astype(np.int32), counts.astype(np.float32),
+                   np.asarray(lengths, dtype=np.int32))
+
+    def extend(self, other: Postings) -> Postings:
+        """These rows followed by other's (other's row r becomes size + r): the postings of a
+        merged segment, without re-tokenising these rows (vectorised, no sort)."""
+        vocab = dict(self.vocab)
+        inv = sorted(other.vocab, key=other.vocab.__getitem__)
+        remap = np.empty(len(inv), dtype=np.int64)
+        for j, w in enumerate(inv):
+            k = vocab.get(w)
+            if k is None:
+                k = vocab[w] = len(vocab)
+            remap[j] = k
+        nt = len(vocab)
+        a_count = np.zeros(nt, np.int64)
+        a_count[:len(self.vocab)] = np.diff(self.indptr)
+        b_count = np.zeros(nt, np.int64)
+        np.add.at(b_count, remap, np.diff(other.indptr))
+        indptr = np.zeros(nt + 1, np.int64)
+        np.cumsum(a_count + b_count, out=indptr[1:])
+        total = int(indptr[-1])
+        docs = np.empty(total, np.int32)
+        tf = np.empty(total, np.float32)
+        # self's postings of term t go first in t's range, other's after them
+        a_term = np.repeat(np.arange(len(self.vocab)), np.diff(self.indptr))
+        a_pos = indptr[a_term] + (np.arange(len(self.docs)) - self.indptr[a_term])
+        docs[a_pos], tf[a_pos] = self.docs, self.tf
+        b_local = np.repeat(np.arange(len(inv)), np.diff(other.indptr))
+        b_term = remap[b_local]
+        b_pos = indptr[b_term] + a_count[b_term] + (np.arange(len(other.docs))
+                                                    - other.indptr[b_local])
+        docs[b_pos], tf[b_pos] = other.docs + self.size, other.tf
+        return Postings(vocab, indptr, docs, tf, np.concatenate([self.lengths, other.lengths]))
+
+    def save(self, folder: Path) -> None:
+        """Plain files: vocab.json and npy arrays (no pickle)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        terms = sorted(self.vocab, key=self.vocab.__getitem__)
+        (folder / "vocab.json").write_text(json.dumps(terms, ensure_ascii=False))
+        for name in ("indptr", "docs", "tf", "lengths"):
+            np.save(folder / f"{name}.npy", getattr(self, name), allow_pickle=False)
+
+    @classmethod
+    def load(cls, folder: Path, mmap: bool = False) -> Postings:
+        """Read a folder written by ``save``."""
+        terms = json.loads((folder / "vocab.json").read_text())
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None,
+                                allow_pickle=False)
+                  for name in ("indptr", "docs", "tf", "lengths")}
+        p = cls({t: i for i, t in enumerate(terms)}, **arrays)
+        if len(p.indptr) != len(terms) + 1 or int(p.indptr[-1]) != len(p.docs) != len(p.tf):
+            raise ValueError(f"lexical arrays in {folder} disagree")
+        return p
+
+
+class LexicalIndex:
+    """BM25 over the live rows of one or more segments, in a generation's row space.
+
+    ``parts`` pairs each segment's postings with its row map: local row -> generation row,
+    -1 for a tombstoned row (which then counts for nothing, not even in the statistics)."""
+
+    def __init__(self, parts: list[tuple[Postings, np.ndarray | None]], size: int) -> None:
+        self.parts = parts
         self.size = size
+        total = 0
+        for p, m in parts:
+            total += int(p.lengths.sum() if m is None else p.lengths[m >= 0].sum())
+        self.avg_length = total / size if size else 1.0
+        # BM25's length normaliser per row, once per generation (it needs the average)
+        self._norm = [np.float32(K1) * ((1 - B) + B * np.asarray(p.lengths, np.float32)
+                                         / np.float32(self.avg_length)) for p, _ in parts]
 
     @classmethod
     def build(cls, texts: list[str]) -> LexicalIndex:
         """Index chunk texts (row i is chunk row i)."""
-        bm25 = _bm25s().BM25()
-        tokens = [tokenize(t) or [""] for t in texts]  # bm25s wants no empty document
-        if texts:
-            bm25.index(tokens, show_progress=False)
-        return cls(bm25, len(texts))
+        return cls([(Postings.build(texts), None)], len(texts))
+
+    def save(self, folder: Path) -> None:
+        """Write a one-segment index's postings."""
+        assert len(self.parts) == 1 and self.parts[0][1] is None
+        self.parts[0][0].save(folder)
+
+    @classmethod
+    def load(cls, folder: Path, mmap: bool = False) -> LexicalIndex:
+        """A one-segment index from a folder written by ``save``."""
+        p = Postings.load(folder, mmap)
+        return cls([(p, None)], p.size)
+
+    def _postings(self, terms: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per term: (generation rows, BM25 tf part) of its live postings in every part."""
+        out = []
+        for t in terms:
+            rows, parts = [], []
+            for (p, m), norm in zip(self.parts, self._norm):
+                j = p.vocab.get(t)
+                if j is None:
+                    continue
+                a, b = int(p.indptr[j]), int(p.indptr[j + 1])
+                docs = np.asarray(p.docs[a:b])
+                tf = np.asarray(p.tf[a:b])
+                if m is None:
+                    g = docs
+                else:
+                    g = m[docs]
+                    live = g >= 0
+                    g, docs, tf = g[live], docs[live], tf[live]
+                rows.append(g)
+                parts.append(tf / (norm[docs] + tf))
+            out.append((np.concatenate(rows), np.concatenate(parts)) if rows
+                       else (np.zeros(0, np.int64), np.zeros(0, np.float32)))
+        return out
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every row for the query (zeros when no term is known)."""
-        vocab = getattr(self._bm25, "vocab_dict", None) or {}
-        ids = [vocab[t] for t in tokenize(query) if t in vocab]
-        if not ids or not self.size:
+        terms = tokenize(query)
+        if not terms or not self.size:
             return np.zeros(self.size, dtype=np.float32)
-        return np.asarray(self._bm25.get_scores_from_ids(ids), dtype=np.float32)  # type: ignore[attr-defined]
+        found = self._postings(terms)
+        if not any(len(r) for r, _ in found):
+            return np.zeros(self.size, dtype=np.float32)
+        # one pass in query-term order: a row's sum does not depend on where it is stored
+        rows = np.concatenate([r for r, _ in found])
+        weights = np.concatenate([np.float32(bm25_idf(np.array([len(r)]), self.size)[0]) * w
+                                  for r, w in found])
+        return np.bincount(rows, weights, minlength=self.size).astype(np.float32)
 
     def idf(self, terms: list[str]) -> dict[str, float]:
         """Document-frequency weight per known term (for highlighting)."""
-        vocab = getattr(self._bm25, "vocab_dict", None) or {}
-        indptr = self._bm25.scores["indptr"]  # type: ignore[attr-defined]
         out = {}
-        for t in terms:
-            if t in vocab:
-                df = int(indptr[vocab[t] + 1] - indptr[vocab[t]])
-                out[t] = float(np.log(1 + (self.size - df + 0.5) / (df + 0.5)))
+        for t, (rows, _) in zip(terms, self._postings(terms)):
+            if len(rows):
+                out[t] = float(bm25_idf(np.array([len(rows)]), self.size)[0])
         return out
 
     def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[Hit]:
@@ -86,23 +242,6 @@ class LexicalIndex:
         if allowed is not None:
             s = np.where(allowed, s, 0.0)
         return top_hits(s, k)
-
-    def save(self, folder: Path) -> None:
-        """bm25s's own plain files (npy + json; no pickle)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        if self.size:
-            self._bm25.save(str(folder), show_progress=False)  # type: ignore[attr-defined]
-        (folder / "size.json").write_text(json.dumps({"rows": self.size}))
-
-    @classmethod
-    def load(cls, folder: Path, mmap: bool = False) -> LexicalIndex:
-        """Read a folder written by ``save``."""
-        bm25s = _bm25s()
-        size = int(json.loads((folder / "size.json").read_text())["rows"])
-        if not size:
-            return cls(bm25s.BM25(), 0)
-        bm25 = bm25s.BM25.load(str(folder), mmap=mmap, show_progress=False, verbosity=0)
-        return cls(bm25, size)
 
 
 def top_hits(scores: np.ndarray, k: int) -> list[Hit]:

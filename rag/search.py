@@ -288,8 +288,9 @@ class Searcher:
         with self._reload_lock:
             if self._gen is not None and self._gen.name == name:
                 return False
-            gen = self._check(load_generation(self.settings.index_dir, name,
-                                              self.settings.hnsw_ef_search))
+            gen = self._check(load_generation(  # segments it shares with ours: reused
+                self.settings.index_dir, name, self.settings.hnsw_ef_search,
+                self._gen.segments_by_name() if self._gen is not None else None))
             old, self._gen = self._gen, gen
         log.info("now serving generation %s (was %s)", gen.name, old.name if old else None)
         return True

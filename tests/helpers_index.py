@@ -8,7 +8,7 @@ MODE is one of:
                  is full'), which is what sqlite3 raises on a real full disk
   short-write    numpy.save raises OSError('5221 requested and 2016 written'), which is what
                  numpy raises on a real full disk (ndarray.tofile after a short write)
-  stop-at-io:N   from the first write below --index/generations on (the model is loaded,
+  stop-at-io:N   from the first write below --index/generations or --index/segments on (the model is loaded,
                  the corpus embedded), count every file event in the index folder (open, rename, replace, remove, mkdir, rmtree, sqlite connect: seen
                  through Python's audit hooks); at the N-th the process stops itself with
                  SIGSTOP so the test can SIGKILL it at exactly that point. N=0 only counts
@@ -45,7 +45,7 @@ IO_EVENTS = {"open", "os.rename", "os.replace", "os.remove", "os.rmdir", "os.mkd
 def stop_at_io(n: int, index_dir: str) -> None:
     """Stop (SIGSTOP) at the n-th file event inside index_dir of the write phase."""
     root = os.path.realpath(index_dir) + os.sep
-    gens = root + "generations"
+    gens = (root + "generations", root + "segments")
     state = {"writing": False, "count": 0, "inside": False}
 
     def is_write(event: str, args: tuple[Any, ...]) -> bool:

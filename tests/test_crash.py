@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from rag.segments import list_segments
 from rag.store import TMP_PREFIX, list_generations, open_current, read_current
 
 from .conftest import CORPUS, ROOT
@@ -56,8 +57,8 @@ def _write_state(corpus: Path, original: State, run: int) -> State:
 
 
 def _temp_folders(index: Path) -> set[str]:
-    root = index / "generations"
-    return {p.name for p in root.iterdir() if p.name.startswith(TMP_PREFIX)}
+    return {f"{root.name}/{p.name}" for root in (index / "generations", index / "segments")
+            if root.is_dir() for p in root.iterdir() if p.name.startswith(TMP_PREFIX)}
 
 
 def _hashes(state: State) -> dict[str, str]:
@@ -81,20 +82,28 @@ def _wait_stopped(proc: subprocess.Popen[bytes], limit_s: float = 120.0) -> bool
     raise AssertionError(f"pid {proc.pid} neither stopped nor exited in {limit_s} s")
 
 
+@pytest.mark.parametrize(("how", "kills_wanted"), [("--full", KILLS), ("--optimize", 12)])
 def test_sigkill_during_index_always_leaves_a_complete_generation(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
-        ) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
+        how: str, kills_wanted: int) -> None:
+    """--full: each run writes a whole new segment and a generation naming it alone.
+    --optimize: each run changes one file, so it writes the changed file's chunks merged
+    with the previous segment (extending its FAISS indexes, a copy of its chunk table) into
+    one new segment, tombstones and a generation: a merge, killed at any of its events."""
     t_start = time.monotonic()
     corpus, index = tmp_path / "corpus", tmp_path / "index"
     shutil.copytree(CORPUS, corpus)
     original = _read_corpus(corpus)
-    args = ["index", "--corpus", str(corpus), "--index", str(index), "--model", "fake", "--full"]
+    args = ["index", "--corpus", str(corpus), "--index", str(index), "--model", "fake", how]
     cmd = [sys.executable, "-m", "rag.cli", *args]
 
-    # one full build publishes state 0; a second counts the file events of a build
+    # one full build publishes state 0; a second, of one more state, counts the file
+    # events of a build
     states: dict[int, State] = {0: _write_state(corpus, original, 0)}
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    counted = kills_wanted + 1
+    states[counted] = _write_state(corpus, original, counted)
     done = subprocess.run([sys.executable, str(HELPER), "stop-at-io:0", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -102,12 +111,13 @@ def test_sigkill_during_index_always_leaves_a_complete_generation(
     assert events >= 20, done.stderr  # sqlite, faiss x2, lexical files, manifest, publish
 
     rng = random.Random(SEED)
-    prev = 0  # the corpus state of the generation the index holds before a run
+    prev = counted  # the corpus state of the generation the index holds before a run
     kills = old = new = tmp_left = 0
     points: list[int] = []
     # random points, plus the last three events (the pointer's replace and after), so that
     # both outcomes, the old and the new generation, are always exercised
-    draw = rng.sample(range(1, events - 2), KILLS - 3) + [events - 2, events - 1, events]
+    draw = rng.sample(range(1, events - 2), kills_wanted - 3) + [events - 2, events - 1,
+                                                                 events]
     for run, point in enumerate(draw, 1):
         states[run] = _write_state(corpus, original, run)
         points.append(point)
@@ -145,6 +155,9 @@ def test_sigkill_during_index_always_leaves_a_complete_generation(
                 assert texts[c.file][c.start:c.end] == c.text, (run, c.file, c.start)
                 assert c.line_start == texts[c.file].count("\n", 0, c.start) + 1
             assert gen.dense.size == gen.lexical.size == len(chunks)
+            # every segment it names is there, whole (load_segment checked each file)
+            assert {x.name for x in gen.segments} == {
+                x["name"] for x in gen.manifest["segments"]}
         finally:
             gen.close()
 
@@ -160,6 +173,9 @@ def test_sigkill_during_index_always_leaves_a_complete_generation(
     assert not list(index.glob(f"{TMP_PREFIX}*"))
     names = list_generations(index)
     assert len(names) == 2 and read_current(index) == names[-1]
+    named = {x["name"] for n in names for x in open_current(index).manifest["segments"]}
+    assert set(list_segments(index)) >= named  # no dangling reference; orphans swept:
+    assert len(list_segments(index)) <= 2  # each of the two generations names one
     gen = open_current(index)
     assert {rel: d["sha256"] for rel, d in gen.manifest["documents"].items()} == _hashes(
         states[run])
@@ -167,9 +183,9 @@ def test_sigkill_during_index_always_leaves_a_complete_generation(
 
     elapsed = time.monotonic() - t_start
     with capsys.disabled():
-        print(f"\ncrash test: {kills}/{KILLS} kills at file events of the write phase left a "
+        print(f"\ncrash test ({how}): {kills}/{kills_wanted} kills at file events of the write phase left a "
               f"loadable generation ({old} old, {new} new; {tmp_left} left a {TMP_PREFIX} folder "
               f"that was never loaded); a build has {events} file events, kill points "
               f"{sorted(points)}; {elapsed:.1f} s")
-    assert kills == KILLS
+    assert kills == kills_wanted
     assert old and new, "the kill points should reach both sides of the publish"

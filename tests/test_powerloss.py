@@ -290,18 +290,22 @@ def hashes(state: State) -> dict[str, str]:
 
 def settings_for(corpus: Path, index: Path) -> Settings:
     """Fake-model settings for one run."""
-    return Settings(corpus_dir=corpus, index_dir=index, model="fake")  # type: ignore[arg-type]
+    return Settings(corpus_dir=corpus, index_dir=index, model="fake",  # type: ignore[arg-type]
+                    merge_max_dead_share=1.0)  # incremental runs tombstone; --optimize merges
 
 
-def build(settings: Settings, disk: Disk | None, mp: pytest.MonkeyPatch | None) -> None:
-    """`rag index` in-process, observed by the shim when given."""
+def build(settings: Settings, disk: Disk | None, mp: pytest.MonkeyPatch | None,
+          merge: bool = False) -> None:
+    """`rag index` in-process (with merge: `rag index --optimize`, so the run writes one
+    segment merging the previous ones with the changed file), observed by the shim when
+    given."""
     with index_lock(settings.index_dir):
         if disk is None or mp is None:
-            build_index(settings, embedder=FakeEmbedder())
+            build_index(settings, embedder=FakeEmbedder(), optimize=merge)
             return
         with mp.context() as m, disk.observing(m):
             try:
-                build_index(settings, embedder=FakeEmbedder())
+                build_index(settings, embedder=FakeEmbedder(), optimize=merge)
             except PowerCut:
                 return
         disk.cut()  # the power goes after the last event
@@ -376,22 +380,26 @@ def start_run(tmp: Path, t: Template, run: int, fresh: bool) -> tuple[Settings, 
     return settings_for(corpus, index), (None if fresh else t.old), new
 
 
-def count_events(tmp: Path, t: Template, fresh: bool, mp: pytest.MonkeyPatch) -> list[str]:
+def count_events(tmp: Path, t: Template, fresh: bool, mp: pytest.MonkeyPatch,
+                 merge: bool = False) -> list[str]:
     """The events of one whole observed build (no crash)."""
     settings, _, _ = start_run(tmp, t, 0, fresh)
     disk = Disk(settings.index_dir.resolve(), None, random.Random(0), tmp / "survivor")
-    build(settings, disk, mp)
+    build(settings, disk, mp, merge)
     return disk.events
 
 
 @pytest.mark.fuzz
+@pytest.mark.parametrize("merge", [False, True], ids=["incremental", "merge"])
 def test_power_loss_at_any_durability_event_serves_old_or_new(
         tmp_path: Path, template: Template, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], merge: bool) -> None:
     t0 = time.monotonic()
-    events = {fresh: count_events(tmp_path / f"count-{fresh}", template, fresh, monkeypatch)
+    events = {fresh: count_events(tmp_path / f"count-{fresh}", template, fresh, monkeypatch,
+                                  merge)
               for fresh in (False, True)}
     assert any(e.startswith("replace") and e.endswith(CURRENT) for e in events[False])
+    assert any(e.startswith("rename .tmp-s-") for e in events[False]), events[False]
     assert any(e.startswith("rmtree generations/g-") for e in events[False]), events[False]
 
     rng = random.Random(SEED)
@@ -402,11 +410,13 @@ def test_power_loss_at_any_durability_event_serves_old_or_new(
         fresh = run % FRESH_EVERY == 0
         n = len(events[fresh])
         crash_at = rng.randint(0, n)  # n: the power goes after the last event
+        if run % 10 == 5:  # and surely some runs whose build returned (both sides covered)
+            crash_at = n - run % 2
         run_dir = tmp_path / f"run-{run}"
         settings, old, new = start_run(run_dir, template, run, fresh)
         disk = Disk(settings.index_dir.resolve(), crash_at, random.Random(SEED + run),
                     run_dir / "survivor")
-        build(settings, disk, monkeypatch)
+        build(settings, disk, monkeypatch, merge)
         assert disk.cut_done
         where = disk.events[crash_at] if crash_at < len(disk.events) else "after the last"
         try:
@@ -426,7 +436,7 @@ def test_power_loss_at_any_durability_event_serves_old_or_new(
 
     elapsed = time.monotonic() - t0
     with capsys.disabled():
-        print(f"\npower loss: {RUNS}/{RUNS} runs served old or new ({tally['old']} old, "
+        print(f"\npower loss ({'merge' if merge else 'incremental'}): {RUNS}/{RUNS} runs served old or new ({tally['old']} old, "
               f"{tally['new']} new, {tally['none']} first builds with nothing yet); "
               f"{len(events[False])} crash points per build ({len(events[True])} for a first "
               f"build); CURRENT {phases['before']} before replace, {phases['replaced']} "
@@ -440,6 +450,8 @@ def test_power_loss_at_any_durability_event_serves_old_or_new(
 MUTANTS = {
     "no fsync_tree before the rename": ("fsync_tree", lambda p: True),
     "no fsync of generations/ after the rename": ("fsync_path", lambda p: p.name == GENERATIONS),
+    "no fsync of segments/ after a segment's rename": ("fsync_path",
+                                                       lambda p: p.name == "segments"),
     "no fsync of the index folder after CURRENT": ("fsync_path", lambda p: p.name == "index"),
 }
 

@@ -441,8 +441,23 @@ def load_spy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def _generation_files(settings: Settings, name: str) -> list[str]:
+    """Every file a generation depends on, relative to the index folder: its own folder's
+    (manifest, tombstones) and those of every segment it names."""
     folder = settings.index_dir / "generations" / name
-    return [MANIFEST, *validate_folder(folder)["files"]]
+    manifest = validate_folder(folder)
+    out = [f"generations/{name}/{MANIFEST}",
+           *(f"generations/{name}/{rel}" for rel in manifest["files"])]
+    for s in manifest["segments"]:
+        seg = settings.index_dir / "segments" / s["name"]
+        out += [f"segments/{s['name']}/segment.json",
+                *(f"segments/{s['name']}/{rel}"
+                  for rel in validate_folder(seg, "segment.json")["files"])]
+    return out
+
+
+def _inner(rel: str) -> str:
+    """A file's path inside its generation or segment folder (what errors name)."""
+    return rel.split("/", 2)[2]
 
 
 def _copy_index(settings: Settings, dst: Path) -> Path:
@@ -453,23 +468,23 @@ def _copy_index(settings: Settings, dst: Path) -> Path:
 def test_flipped_byte_in_any_file_is_caught_before_faiss_loads(
         two_generations: Settings, tmp_path: Path, load_spy: list[str]) -> None:
     files = _generation_files(two_generations, "g-000002")
-    assert {"chunks.sqlite", "dense.faiss", MANIFEST} <= set(files) and len(files) >= 6
+    assert {"chunks.sqlite", "dense.faiss", MANIFEST, "segment.json"} <= {
+        _inner(f) for f in files} and len(files) >= 12
     cases = 0
     for rel in files:
-        size = (two_generations.index_dir / "generations" / "g-000002" / rel).stat().st_size
+        size = (two_generations.index_dir / rel).stat().st_size
         for pos, mask in ((0, 0xFF), (size // 2, 0x01), (size - 1, 0x80)):
             idx = _copy_index(two_generations, tmp_path / f"case{cases}")
             cases += 1
-            path = idx / "generations" / "g-000002" / rel
+            path = idx / rel
             data = bytearray(path.read_bytes())
             data[pos] ^= mask
             path.write_bytes(bytes(data))
             with pytest.raises(IndexCorruptError) as e:
-                validate_folder(idx / "generations" / "g-000002")
-            assert "g-000002" in str(e.value)
-            assert (rel in str(e.value)) if rel != MANIFEST else "manifest" in str(e.value)
-            with pytest.raises(IndexCorruptError):
                 load_generation(idx, "g-000002")
+            assert "g-000002" in str(e.value)
+            assert (_inner(rel) in str(e.value)) if _inner(rel) not in (
+                MANIFEST, "segment.json") else "manifest" in str(e.value)
             assert load_spy == [], f"{rel}@{pos}: index files were read before validation"
             shutil.rmtree(idx)
     assert cases == 3 * len(files)
@@ -482,17 +497,17 @@ def test_truncated_file_is_caught_before_faiss_loads(
     for i, rel in enumerate(_generation_files(two_generations, "g-000002")):
         for keep in ("half", "empty"):
             idx = _copy_index(two_generations, tmp_path / f"case{i}-{keep}")
-            path = idx / "generations" / "g-000002" / rel
+            path = idx / rel
             size = path.stat().st_size
             with open(path, "r+b") as f:
                 f.truncate(size // 2 if keep == "half" else 0)
             with pytest.raises(IndexCorruptError) as e:
                 load_generation(idx, "g-000002")
             msg = str(e.value)
-            if rel == MANIFEST:
+            if _inner(rel) in (MANIFEST, "segment.json"):
                 assert "manifest" in msg
             else:
-                assert rel in msg and f"manifest says {size}" in msg
+                assert _inner(rel) in msg and f"manifest says {size}" in msg
             assert load_spy == []
             shutil.rmtree(idx)
 
@@ -500,7 +515,7 @@ def test_truncated_file_is_caught_before_faiss_loads(
 def test_corrupt_current_falls_back_to_previous_valid_generation(
         two_generations: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     idx = _copy_index(two_generations, tmp_path / "index")
-    with open(idx / "generations" / "g-000002" / "dense.faiss", "r+b") as f:
+    with open(idx / "segments" / "s-000002" / "dense.faiss", "r+b") as f:  # g-000002's own
         f.seek(100)
         byte = f.read(1)
         f.seek(100)
@@ -532,14 +547,15 @@ def test_current_naming_a_missing_generation_falls_back(two_generations: Setting
 def test_no_valid_generation_raises_a_clear_error(two_generations: Settings,
                                                   tmp_path: Path) -> None:
     idx = _copy_index(two_generations, tmp_path / "index")
-    (idx / "generations" / "g-000001" / "chunks.sqlite").write_bytes(b"garbage")
-    with open(idx / "generations" / "g-000002" / "lexical" / "size.json", "a") as f:
+    (idx / "segments" / "s-000001" / "chunks.sqlite").write_bytes(b"garbage")  # both use it
+    with open(idx / "segments" / "s-000002" / "lexical" / "vocab.json", "a") as f:
         f.write(" ")
     with pytest.raises(IndexCorruptError) as e:
         open_current(idx)
     msg = str(e.value)
     assert "no valid generation" in msg and "rag index --full" in msg
-    assert "g-000001: chunks.sqlite" in msg and "g-000002: lexical/size.json" in msg
+    assert "g-000001: segment s-000001: chunks.sqlite" in msg
+    assert "g-000002: segment s-000001: chunks.sqlite" in msg
 
 
 POINTER_DAMAGE = {
