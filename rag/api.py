@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as Path_
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .config import Settings
@@ -56,11 +56,11 @@ class AskRequest(BaseModel):
                               "(words).")
     files: list[Annotated[str, Field(min_length=1, max_length=256, pattern=NO_NUL)]] | None = Field(
         None, max_length=32, description="Glob filters on the cited file path, e.g. ['sco-*'].")
-    read: bool | None = Field(
+    read: StrictBool | None = Field(
         None, description="Let the reader (a small model that reads question and passage "
                           "together) reorder the top passages, judge `answerable` and mark "
-                          "each passage's `answer`. null: the service's default (on); false: "
-                          "the fast path.")
+                          "each passage's `answer`. null: the service's default (off unless "
+                          "RAG_READ=1); false: the fast path.")
 
     @field_validator("question", mode="before")
     @classmethod
@@ -459,11 +459,10 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
             searcher.generation  # load at start when possible; 503s until then
         except RagError as e:
             log.error("no index loaded yet: %s", e)
-        if settings.read:
-            try:
-                searcher.reader  # the second model, loaded before the first question too
-            except RagError as e:
-                log.error("the reader cannot load: %s", e)
+        try:
+            searcher.reader  # the second model, loaded before the first question that reads
+        except RagError as e:
+            (log.error if settings.read else log.warning)("the reader cannot load: %s", e)
         stop = follow_generations(searcher, settings.reload_interval_s) if watch else None
         yield
         if stop is not None:
@@ -566,7 +565,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
         gen = s.generation
         return {"status": "ready", "generation": gen.name, "chunks": gen.size,
                 "model": gen.manifest["model"]["name"], "built_at": gen.manifest["built_at"],
-                "reader": s.reader.fingerprint if s.settings.read else None}
+                "reader": s.reader_fingerprint, "read_by_default": s.settings.read}
 
     @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse,
                    include_in_schema=False)

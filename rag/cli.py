@@ -170,7 +170,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     items = load_gold(args.gold)
     baseline = load_report(args.baseline) if args.baseline else None  # fail before the run
     ks = sorted({int(k) for k in args.k.split(",")} | {1, 3, 5, 10})
-    modes: list[str] = ([*MODES, READER] if settings.read else list(MODES)
+    modes: list[str] = ([*MODES, READER] if args.read is not False else list(MODES)
                         ) if args.mode == "all" else [args.mode]
     searcher = Searcher(settings)
     results = evaluate(searcher, items, modes, ks)
@@ -271,8 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
     p.add_argument("--files", nargs="*", help="glob filters on file paths, e.g. 'sco-*'")
     p.add_argument("--json", action="store_true", help="print JSON (the API's shape)")
-    p.add_argument("--no-read", dest="read", action="store_const", const=False, default=None,
-                   help="skip the reader: fusion order, abstention from retrieval features")
+    p.add_argument("--read", dest="read", action="store_const", const=True, default=None,
+                   help="let the reader reorder the top passages, judge the answer and mark "
+                   "it (default off: RAG_READ)")
+    p.add_argument("--no-read", dest="read", action="store_const", const=False,
+                   help="the fast path, whatever RAG_READ says")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("text", help="print the text a file is indexed as (PDF/HTML/DOCX: the "
@@ -301,8 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("gold", type=Path)
     p.add_argument("--mode", choices=["hybrid", "dense", "lexical", "reader", "all"],
-                   default="all", help="reader: hybrid read by the reader (the service's "
-                   "default); the others without it; all: every one")
+                   default="all", help="reader: hybrid read by the reader; the others "
+                   "without it; all: every one")
     p.add_argument("--no-read", dest="read", action="store_const", const=False, default=None,
                    help="with --mode all: leave the reader out")
     p.add_argument("--k", default="1,3,5,10", help="cutoffs for recall, e.g. 1,3,5,10")
@@ -314,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", type=Path,
                    help="a previous --json report: show what changed and which questions moved")
     p.add_argument("--min-recall-at-5", type=float, help="exit 1 if recall@5 is lower (gates "
-                   "judge the service's default: the reader when it ran, else hybrid)")
+                   "judge the service's default: hybrid, or the reader with RAG_READ=1)")
     p.add_argument("--min-mrr", type=float, help="exit 1 if mrr@10 is lower")
     p.add_argument("--min-abstain-recall", type=float,
                    help="exit 1 if it abstains on fewer of the unanswerable questions")

@@ -330,7 +330,7 @@ def build_report(searcher: Any, gold: Path, items: Sequence[GoldItem],
                  ) -> dict[str, Any]:
     """The JSON report of a run: which run, per-mode metrics, misses and questions, the
     gates and what failed (compare.with_baseline adds a diff)."""
-    gated = gated_mode(results)
+    gated = gated_mode(results, searcher.settings.read)
     return {
         "gold": str(gold), "items": len(items),
         "run": run_info(searcher, gold, items, list(results), ks),
@@ -412,11 +412,12 @@ def make_gates(min_recall_at_5: float | None = None, min_mrr: float | None = Non
     return [Gate(m, op, v) for m, op, v in wanted if v is not None]
 
 
-def gated_mode(modes: Iterable[str]) -> str:
-    """The mode the gates judge: the service's default (the reader) when it was run, else
-    hybrid, else the first."""
+def gated_mode(modes: Iterable[str], read: bool = False) -> str:
+    """The mode the gates judge: the service's default (hybrid, or the reader when the
+    settings turn it on) when it was run, else the first."""
     names = list(modes)
-    return next((m for m in (READER, "hybrid") if m in names), names[0])
+    return next((m for m in ((READER, "hybrid") if read else ("hybrid",)) if m in names),
+                names[0])
 
 
 def check_thresholds(metrics: dict[str, float], gates: Sequence[Gate]) -> list[str]:

@@ -188,8 +188,9 @@ def create_server(settings: Settings, searcher: Searcher | None = None,
 
         Returns up to top_k passages, best first, each an exact quote of a file with its
         citation (corpus/FILE:L17-L19; a PDF's with its pages: corpus/FILE p.3:L12-L14),
-        character offsets, lines, the sentence that best answers (highlight), the short
-        answer the reader found in it (answer, exact offsets; null when unsure) and scores;
+        character offsets, lines, the sentence that best answers (highlight) and scores;
+        with read=true a small model reads the top passages with the question, reorders
+        them and may mark a short answer in one (answer, exact offsets; null when unsure);
         `answerable` is false when the documents probably do not answer the question (the
         passages are then only the closest ones). Quote the text with its citation; never add
         what the passages do not say."""
@@ -257,11 +258,10 @@ def serve(settings: Settings, transport: Literal["stdio", "streamable-http"] = "
             log.info("serving generation %s", searcher.generation.name)
         except RagError as e:
             log.warning("no index loaded yet: %s", e)
-        if settings.read:
-            try:
-                log.info("reader %s", searcher.reader.fingerprint)
-            except RagError as e:
-                log.warning("the reader cannot load: %s", e)
+        try:
+            log.info("reader %s", searcher.reader.fingerprint)
+        except RagError as e:
+            log.warning("the reader cannot load: %s", e)
 
     threading.Thread(target=preload, name="preload", daemon=True).start()
     stop = follow_generations(searcher, settings.reload_interval_s)

@@ -318,6 +318,11 @@ class Searcher:
                     self._reader = Reader(s.reader_dir, s.reader_quantized, s.reader_threads)
         return self._reader
 
+    @property
+    def reader_fingerprint(self) -> str | None:
+        """The reader's fingerprint once it is loaded (None before, or if it cannot load)."""
+        return self._reader.fingerprint if self._reader is not None else None
+
     def ask(self, question: str, top_k: int | None = None, mode: Mode = "hybrid",
             files: Sequence[str] | None = None, read: bool | None = None) -> Answer:
         """Ranked, cited passages for a question, from one generation. ``read``: let the

@@ -149,18 +149,18 @@ def fake_app(tmp_path: Path, small_corpus: Path) -> Iterator[tuple[TestClient, S
 
 # ---------------------------------------------------------------- POST /ask: answers
 
-@pytest.mark.parametrize("read", [None, False])
+@pytest.mark.parametrize("read", [None, True])
 def test_off_corpus_question_is_flagged_not_answerable(client: TestClient, real_searcher: Searcher,
                                                        read: bool | None) -> None:
-    """The decision reaches the API, from the reader (default) or from the fast path's
-    abstainer ("read": false): a question the corpus cannot answer is flagged, with a
+    """The decision reaches the API, from the fast path's abstainer (default) or from the
+    reader ("read": true): a question the corpus cannot answer is flagged, with a
     confidence below that threshold, and still gets its closest passages."""
     r = client.post("/ask", json={"question": "Which team won the 2022 FIFA World Cup?",
                                   **({} if read is None else {"read": read})})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["answerable"] is False
-    threshold = real_searcher.abstainer.threshold if read is False else real_searcher.reader.threshold
+    threshold = real_searcher.reader.threshold if read else real_searcher.abstainer.threshold
     assert body["confidence"] < threshold
     assert len(body["passages"]) == 5
     assert all(p["answer"] is None for p in body["passages"])  # no answer where none is sure
@@ -169,7 +169,7 @@ def test_off_corpus_question_is_flagged_not_answerable(client: TestClient, real_
 def test_ask_response_shape_and_exact_citations(client: TestClient, real_state: State,
                                                 real_searcher: Searcher) -> None:
     texts, shas = real_state
-    r = client.post("/ask", json={"question": Q_SCO})
+    r = client.post("/ask", json={"question": Q_SCO, "read": True})
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == {"question", "mode", "answerable", "confidence", "passages", "index",
@@ -194,9 +194,9 @@ def test_ask_response_shape_and_exact_citations(client: TestClient, real_state: 
     n = real_searcher.settings.reader_candidates  # read, reordered by the reader
     assert all(0 <= p["read"] <= 1 for p in body["passages"][:n])
     assert all(p["read"] is None and p["answer"] is None for p in body["passages"][n:])
-    top = body["passages"][0]["answer"]
-    assert top is not None and set(top) == SPAN_KEYS | {"score"} and 0 < top["score"] <= 1
-    fast = client.post("/ask", json={"question": Q_SCO, "read": False}).json()
+    for a in (p["answer"] for p in body["passages"] if p["answer"] is not None):
+        assert set(a) == SPAN_KEYS | {"score"} and 0 < a["score"] <= 1  # exact: check_citations
+    fast = client.post("/ask", json={"question": Q_SCO}).json()  # the default: fast path
     assert fast["index"]["reader"] is None and "read" not in fast["timings_ms"]
     scores = [p["score"] for p in fast["passages"]]  # the fast path: fusion order
     assert scores == sorted(scores, reverse=True)

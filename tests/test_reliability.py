@@ -720,8 +720,8 @@ def broken_server(base: Path) -> Iterator[Server]:
     corpus, index = copy_corpus(base / "corpus"), base / "index"
     settings = Settings(corpus_dir=corpus, index_dir=index, model="fake")  # type: ignore[arg-type]
     with index_lock(index):
-        name = build_index(settings, embedder=FakeEmbedder()).generation
-    faiss_file = index / "generations" / str(name) / "dense.faiss"
+        build_index(settings, embedder=FakeEmbedder())
+    faiss_file = next((index / "segments").glob("s-*/dense.faiss"))  # its one segment's
     data = bytearray(faiss_file.read_bytes())
     data[len(data) // 2] ^= 0xFF
     faiss_file.write_bytes(bytes(data))

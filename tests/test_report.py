@@ -248,7 +248,7 @@ def runs(real_index, real_embedder, tmp_path_factory: pytest.TempPathFactory) ->
     chunk_only = Searcher(real_index.model_copy(update={"dense_granularity": "chunk"}),
                           embedder=real_embedder)
     ks = (1, 3, 5, 10)
-    results = evaluate(chunk_only, items, ["hybrid", "dense", "lexical"], ks)
+    results = evaluate(chunk_only, items, ["hybrid", "dense", "lexical", "reader"], ks)
     (tmp / "base.json").write_text(json.dumps(
         build_report(chunk_only, DEV_GOLD, items, results, ks, [])))
     now = subprocess.run(

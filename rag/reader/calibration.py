@@ -32,7 +32,7 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray, steps: int = 2000, l2: flo
         p = 1.0 / (1.0 + np.exp(-np.clip(X @ w, -50, 50)))
         g = X.T @ (p - y) / len(y) + l2 * w
         h = (X * (p * (1 - p))[:, None]).T @ X / len(y) + l2 * np.eye(2)
-        dw = np.linalg.solve(h, g)
+        dw = np.linalg.lstsq(h, g, rcond=None)[0]
         w -= dw
         if np.abs(dw).max() < 1e-10:
             break
@@ -105,12 +105,12 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 10
     X = np.hstack([(x - mu) / sd, np.ones((len(x), 1))])
     w = np.zeros(X.shape[1])
     reg = l2 * np.eye(X.shape[1])
-    reg[-1, -1] = 0.0
+    reg[-1, -1] = 1e-9  # the bias: (almost) unregularised, the system never singular
     for _ in range(steps):
         p = 1.0 / (1.0 + np.exp(-np.clip(X @ w, -50, 50)))
         g = X.T @ (p - y) / len(y) + reg @ w
         h = (X * (p * (1 - p))[:, None]).T @ X / len(y) + reg
-        dw = np.linalg.solve(h, g)
+        dw = np.linalg.lstsq(h, g, rcond=None)[0]
         w -= dw
         if np.abs(dw).max() < 1e-10:
             break

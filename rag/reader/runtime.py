@@ -82,7 +82,7 @@ class Reader:
         self.fingerprint = f"{self.card['name']}@{digest[:16]}"
         cal = self.card["calibration"]
         self.platt = Platt(cal["a"], cal["b"])  # P(this window holds the answer)
-        self.answer_threshold: float = cal.get("answer_threshold", 0.5)
+        self.answer_threshold: float = cal["answer_threshold"]  # on the span's probability
         self.fusion_weight: float = cal["fusion_weight"]
         ab = cal.get("abstain")  # P(answerable) from the best logit + the fast path's features
         self.abstain = Logistic(tuple(ab["weights"]), ab["bias"]) if ab else None
@@ -163,10 +163,11 @@ def answer_span(p: Passage, r: Reading) -> AnswerSpan | None:
 def rerank(passages: list[Passage], readings: list[Reading], fusion_weight: float,
            threshold: float) -> list[Passage]:
     """Read passages reordered (the unread tail keeps its order), each with its probability
-    and, when that reaches the threshold, its answer (pure)."""
+    and, when the span head is sure enough (its span's probability >= threshold), its
+    answer (pure)."""
     n = len(readings)
     idx = order([r.logit for r in readings], [p.score for p in passages[:n]], fusion_weight)
     read = [replace(passages[i], read=round(readings[i].probability, 4),
                     answer=answer_span(passages[i], readings[i])
-                    if readings[i].probability >= threshold else None) for i in idx]
+                    if readings[i].answer_score >= threshold else None) for i in idx]
     return [replace(p, rank=k) for k, p in enumerate(read + passages[n:], 1)]

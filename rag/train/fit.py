@@ -51,6 +51,8 @@ class Read:
     features: tuple[float, ...]  # the fast path's answer features
     logits: np.ndarray  # [read]
     window_holds: np.ndarray  # [read] bool: the window read holds a gold answer span
+    answer_scores: np.ndarray  # [read] the span head's probability for its best span
+    answer_hits: np.ndarray  # [read] bool: that span overlaps a gold answer span
 
 
 def calibration_corpus(data: Path, seed: int, work: Path, articles: int = 0) -> Path:
@@ -101,7 +103,11 @@ def read_all(reader: Reader, asked: list[Asked], candidates: int) -> list[Read]:
         holds = np.array([any(ev.file == p.file and p.start + r.window[0] <= ev.start
                               and ev.end <= p.start + r.window[1] for ev in it.evidence)
                           for p, r in zip(top, rs)], dtype=bool)
-        out.append(Read(it, ps, feats, np.array([r.logit for r in rs]), holds))
+        hits = np.array([r.answer is not None and any(
+            ev.file == p.file and p.start + r.answer[0] < ev.end and ev.start < p.start + r.answer[1]
+            for ev in it.evidence) for p, r in zip(top, rs)], dtype=bool)
+        out.append(Read(it, ps, feats, np.array([r.logit for r in rs]), holds,
+                        np.array([r.answer_score for r in rs]), hits))
     return out
 
 
@@ -130,8 +136,20 @@ def answer_rows(reads: list[Read]) -> np.ndarray:
                      for r in reads])
 
 
+ANSWER_PRECISION = 0.5  # an answer is shown when at least this share of such answers is right
+
+
+def answer_threshold(scores: np.ndarray, hits: np.ndarray, precision: float) -> float:
+    """The lowest span probability above which at least ``precision`` of the answers
+    overlap the gold answer (pure; 1.0 when no cut reaches it: no answers shown)."""
+    order = np.argsort(-scores, kind="stable")
+    prec = np.cumsum(hits[order]) / np.arange(1, len(order) + 1)
+    ok = np.nonzero(prec >= precision)[0]
+    return float(scores[order][ok[-1]]) if len(ok) else 1.0
+
+
 def operating_point(reads: list[Read], max_false_abstain: float) -> dict[str, Any]:
-    """Platt scaling, fusion weight, answerability model and threshold (pure)."""
+    """Platt scaling, fusion weight, answerability model and threshold, answer cut (pure)."""
     logits = np.concatenate([r.logits for r in reads])
     holds = np.concatenate([r.window_holds for r in reads])
     platt = fit_platt(logits, holds)
@@ -140,7 +158,13 @@ def operating_point(reads: list[Read], max_false_abstain: float) -> dict[str, An
     model = fit_logistic(answer_rows(reads), answerable)
     conf = model(answer_rows(reads))
     t = threshold_for(conf, answerable, max_false_abstain)
+    scores = np.concatenate([r.answer_scores for r in reads])
+    hits = np.concatenate([r.answer_hits for r in reads])
+    cut = answer_threshold(scores, hits, ANSWER_PRECISION)
     return {"platt": platt, "fusion_weight": weight, "abstain": model, "threshold": t,
+            "answer_threshold": cut,
+            "answer_shown": float((scores >= cut).mean()) if len(scores) else 0.0,
+            "answer_precision": float(hits[scores >= cut].mean()) if (scores >= cut).any() else 0.0,
             "confidence": conf, "answerable": answerable, "logits": logits, "holds": holds}
 
 
@@ -210,8 +234,13 @@ def calibrate(reader_dir: Path, data: Path, seed: int, work: Path, candidates: i
         op = operating_point(reads, max_false_abstain)
         f = figures(reads, op, max_false_abstain)
         f["read_ms_mean"] = 1000 * read_s / max(1, len(reads))
+        f["answers"] = {"threshold": op["answer_threshold"], "shown": op["answer_shown"],
+                        "precision": op["answer_precision"],
+                        "hit_rate_all_read": float(np.concatenate(
+                            [r.answer_hits for r in reads]).mean())}
         out[kind] = {"a": op["platt"].a, "b": op["platt"].b, "threshold": op["threshold"],
                      "fusion_weight": op["fusion_weight"],
+                     "answer_threshold": op["answer_threshold"],
                      "abstain": {"features": list(ABSTAIN_FEATURES),
                                  "weights": list(op["abstain"].weights),
                                  "bias": op["abstain"].bias},

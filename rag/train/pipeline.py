@@ -49,7 +49,8 @@ def card(cfg: TrainConfig, shas: dict[str, str], cal: dict[str, Any], train_s: f
         "training": {"config": asdict(cfg), "seconds": round(train_s, 1), "cpu": cpu_name(),
                      "last_log": log_tail},
         "files": files, "sha256": {n: shas[n] for n in files.values()},
-        "calibration": {"a": chosen["a"], "b": chosen["b"], "answer_threshold": 0.5,
+        "calibration": {"a": chosen["a"], "b": chosen["b"],
+                        "answer_threshold": chosen["answer_threshold"],
                         "abstain": chosen["abstain"], "threshold": chosen["threshold"],
                         "fusion_weight": chosen["fusion_weight"],
                         "max_false_abstain": cal["max_false_abstain"],
@@ -76,7 +77,7 @@ def provisional(out: Path, shas: dict[str, str], layers: int) -> None:
     """A card with identity calibration, so the runtime can load the model to calibrate it."""
     (out / "card.json").write_text(json.dumps({
         "name": f"{NAME}-L{layers}", "files": {"int8": X.INT8, "fp32": X.FP32},
-        "sha256": shas, "calibration": {"a": 1.0, "b": 0.0, "threshold": 0.5,
+        "sha256": shas, "calibration": {"a": 1.0, "b": 0.0, "threshold": 0.5, "answer_threshold": 1.0,
                                         "fusion_weight": 0.0}}))
 
 
@@ -131,7 +132,10 @@ A cross-encoder that reads `{c['inputs']}` and gives {c['heads']}. Trained here,
 - Files: {', '.join(f'`{f}` (sha256 `{c["sha256"][f]}`)' for f in c['files'].values())}.
 - Calibration (on {cal['split']}, through the real query pipeline, reading the top
   {cal['candidates']} passages): a passage's P(its window holds the answer) =
-  sigmoid({cal['a']:.4f} x logit + {cal['b']:.4f}), its answer shown when P >= {cal['answer_threshold']};
+  sigmoid({cal['a']:.4f} x logit + {cal['b']:.4f}); its answer span shown when the span head's
+  probability is >= {cal['answer_threshold']:.4f} (the lowest cut at which at least half of the
+  answers shown overlap the gold answer there: {h['int8']['answers']['shown']:.1%} of read
+  passages get one, {h['int8']['answers']['precision']:.1%} of those right);
   passages ordered by logit + {cal['fusion_weight']} x fused score; `answerable` when
   P(answerable) >= {cal['threshold']:.4f}, a logistic model of the best logit and the fast
   path's answer features ({', '.join(f'{n} {w:+.3f}' for n, w in zip(cal['abstain']['features'], cal['abstain']['weights']))}; bias {cal['abstain']['bias']:+.3f}),
