@@ -7,7 +7,6 @@ passage offsets. One ONNX Runtime session, safe to call from many threads at onc
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..store import file_digest
 from ..types import AnswerSpan, Passage
 from . import windows as W
 from .calibration import Logistic, Platt
@@ -75,7 +75,7 @@ class Reader:
                               "`rag train-reader`, or ask with read off (--no-read / \"read\": false)")
         self.card = json.loads(card_path.read_text())
         self.file = folder / self.card["files"]["int8" if quantized else "fp32"]
-        digest = hashlib.sha256(self.file.read_bytes()).hexdigest()
+        digest = file_digest(self.file)
         if digest != self.card["sha256"][self.file.name]:
             raise ConfigError(f"{self.file} does not match its card's sha256; the model file is "
                               "damaged: restore it from git (git checkout rag/models/reader)")

@@ -7,9 +7,10 @@ Outputs ``relevance`` [batch], ``start`` and ``end`` [batch, tokens]; inputs are
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
+
+from ..store import file_digest
 
 FP32 = "reader-fp32.onnx"
 INT8 = "reader-int8.onnx"
@@ -45,12 +46,5 @@ def export(ckpt: Path, out: Path) -> dict[str, Any]:
                           output_names=["relevance", "start", "end"], dynamic_axes=axes,
                           opset_version=17, dynamo=False)
     quantize_dynamic(str(out / FP32), str(out / INT8), weight_type=QuantType.QInt8)
-    return {name: sha256(out / name) for name in (FP32, INT8)}
+    return {name: file_digest(out / name) for name in (FP32, INT8)}
 
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

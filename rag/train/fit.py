@@ -19,7 +19,6 @@ No gold set of the project is touched. Pure numpy after the readings are collect
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import time
@@ -55,8 +54,10 @@ class Read:
     answer_hits: np.ndarray  # [read] bool: that span overlaps a gold answer span
 
 
-def calibration_corpus(data: Path, seed: int, work: Path, articles: int = 0) -> Path:
-    """Write the held-out articles as WORK/corpus + WORK/gold.jsonl; returns the gold path."""
+def calibration_corpus(data: Path, seed: int, work: Path, articles: int = 0
+                       ) -> tuple[Path, int]:
+    """Write the held-out articles as WORK/corpus + WORK/gold.jsonl; the gold path and how
+    many articles."""
     from ..squad import convert_squad
 
     _, held = P.split_articles(P.load_squad(data), seed)
@@ -66,7 +67,7 @@ def calibration_corpus(data: Path, seed: int, work: Path, articles: int = 0) -> 
     src = work / "held-out.json"
     src.write_text(json.dumps({"version": "v2.0", "data": held}))
     convert_squad(src, work)
-    return work / "gold.jsonl"
+    return work / "gold.jsonl", len(held)
 
 
 def index_corpus(work: Path) -> Settings:
@@ -220,10 +221,9 @@ def calibrate(reader_dir: Path, data: Path, seed: int, work: Path, candidates: i
               max_false_abstain: float, articles: int = 0) -> dict[str, Any]:
     """The calibration block of the card, with held-out figures for int8 and float32."""
     t0 = time.perf_counter()
-    gold = calibration_corpus(data, seed, work, articles)
+    gold, n = calibration_corpus(data, seed, work, articles)
     settings = index_corpus(work)
     asked = fast_path(settings, load_gold(gold))
-    n = articles or len(P.split_articles(P.load_squad(data), seed)[1])
     out: dict[str, Any] = {"split": f"{n} held-out training article{'s' if n > 1 else ''}",
                            "candidates": candidates, "max_false_abstain": max_false_abstain}
     for kind in ("int8", "fp32"):
@@ -248,13 +248,3 @@ def calibrate(reader_dir: Path, data: Path, seed: int, work: Path, candidates: i
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
-
-def gunzip_if_needed(path: Path, work: Path) -> Path:
-    """bm25/convert read plain JSON; a .gz is unpacked into WORK once."""
-    if path.suffix != ".gz":
-        return path
-    plain = work / path.name[:-3]
-    if not plain.exists():
-        work.mkdir(parents=True, exist_ok=True)
-        plain.write_bytes(gzip.open(path).read())
-    return plain
