@@ -133,14 +133,15 @@ def make_pdf(path: Path, layout: str, size: float, paras: list[str]) -> tuple[st
     return text, left
 
 
-def degrade(img: Any, seed: int, dpi: int) -> Any:
-    """Turned by 0.5-2 degrees, speckled, grey noise (the JPEG step is the caller's)."""
+def degrade(img: Any, seed: int, dpi: int, expand: bool = True) -> Any:
+    """Turned by 0.5-2 degrees, speckled, grey noise (the JPEG step is the caller's); with
+    expand=False the image keeps its size (the corners are cut)."""
     import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(seed)
     angle = float(rng.uniform(0.5, 2.0)) * (1 if seed % 2 else -1)
-    img = img.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
+    img = img.rotate(angle, resample=Image.Resampling.BICUBIC, expand=expand, fillcolor=255)
     a = np.asarray(img, dtype=np.float32).copy()
     h, w = a.shape
     s = max(1, round(dpi / 150))
@@ -257,10 +258,12 @@ def engine_version(engine: str, python: str) -> str:
     if engine in ("tesseract", "rag"):
         import pytesseract
 
-        return f"Tesseract {pytesseract.get_tesseract_version()} (pytesseract {pytesseract.__version__ if hasattr(pytesseract, '__version__') else '?'})"
-    out = subprocess.run([python, "-c", "import importlib.metadata as m;"
-                          "print(m.version('rapidocr-onnxruntime'), m.version('onnxruntime'))"],
-                         capture_output=True, text=True, check=True).stdout.split()
+        return (f"Tesseract {pytesseract.get_tesseract_version()} "
+                f"(pytesseract {getattr(pytesseract, '__version__', '?')})")
+    code = ("import importlib.metadata as m;"
+            "print(m.version('rapidocr-onnxruntime'), m.version('onnxruntime'))")
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
     return f"RapidOCR {out[0]} (onnxruntime {out[1]})"
 
 
@@ -323,7 +326,7 @@ def install_size(engine: str, python: str) -> str:
         pk = ["tesseract-ocr", "tesseract-ocr-eng", "tesseract-ocr-osd", "libtesseract5",
               "liblept5"]
         out = subprocess.run(["dpkg-query", "-W", "-f=${Installed-Size}\n", *pk],
-                             capture_output=True, text=True).stdout.split()
+                             capture_output=True, text=True, check=False).stdout.split()
         kb = sum(int(x) for x in out if x.isdigit())
         return f"{kb / 1024:.0f} MB (Debian: {', '.join(pk)}) + pytesseract 0.1 MB"
     code = ("import importlib.metadata as m, pathlib\n"
@@ -331,12 +334,13 @@ def install_size(engine: str, python: str) -> str:
             "    return sum(f.stat().st_size for f in pathlib.Path(d).rglob('*') if f.is_file())\n"
             "site = pathlib.Path(m.distribution('rapidocr-onnxruntime').locate_file(''))\n"
             "tot = 0\n"
-            "for d in ['rapidocr_onnxruntime', 'cv2', 'opencv_python.libs', 'shapely', 'shapely.libs',"
-            " 'pyclipper', 'six.py']:\n"
+            "for d in ['rapidocr_onnxruntime', 'cv2', 'opencv_python.libs', 'shapely', "
+            "'shapely.libs', 'pyclipper', 'six.py']:\n"
             "    p = site / d\n"
             "    tot += size(p) if p.is_dir() else (p.stat().st_size if p.exists() else 0)\n"
             "print(round(tot / 2**20))")
-    mb = subprocess.run([python, "-c", code], capture_output=True, text=True).stdout.strip()
+    mb = subprocess.run([python, "-c", code], capture_output=True, text=True,
+                        check=True).stdout.strip()
     return f"{mb} MB (wheel with models 16 MB, opencv-python, shapely, pyclipper; onnxruntime is already a dependency)"
 
 
