@@ -386,7 +386,9 @@ def main() -> None:
                                     "wall_s": wall, "rows": rows}
         for r in records:
             Path(r["image"]).with_suffix(f".{engine}.txt").write_text(res[r["image"]]["text"])
-    (args.out / "results.json").write_text(json.dumps(table, indent=1))
+        # after each engine: a slow second engine on a busy machine loses nothing
+        (args.out / "results.json").write_text(json.dumps(table, indent=1))
+        print(json.dumps({engine: rows}), flush=True)
     print(f"load average at start {load:.2f}; cores {cores}; {len(records)} images, "
           f"{sum(len(norm(r['truth'])) for r in records if r['condition'] == 'clean' and r['dpi'] == 200):,} "
           "characters per condition")
