@@ -147,7 +147,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("train")
     _tiny_squad(root / "tiny.json.gz")
     argv = ["train-reader", "--data", str(root / "tiny.json.gz"), "--out", str(root / "out"),
-            "--install", str(root / "model"), "--steps", "2", "--batch", "4", "--every", "1"]
+            "--install", str(root / "model"), "--layers", "2", "--steps", "2", "--batch", "4",
+            "--every", "1"]
     assert main(argv) == 0
     log = [json.loads(x) for x in (root / "out" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2]

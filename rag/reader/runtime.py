@@ -136,13 +136,6 @@ class Reader:
         return out
 
 
-def centre(p: Passage) -> tuple[int, int]:
-    """Where to read a passage: its highlight (passage offsets), else its beginning."""
-    if p.highlight is None:
-        return 0, 0
-    return p.highlight.start - p.start, p.highlight.end - p.start
-
-
 def order(logits: list[float], fused: list[float], fusion_weight: float) -> list[int]:
     """Indices of read passages, best first: reader logit + weight x fused score (pure;
     ties keep the retrieval order)."""

@@ -32,7 +32,9 @@ from ..config import Settings
 from ..evaluate import GoldItem, first_hit_rank, load_gold, mrr, recall_at
 from ..reader.calibration import (expected_calibration_error, fit_logistic, fit_platt,
                                   reliability, threshold_for)
-from ..reader.runtime import Reader, centre, order
+from ..highlight import question_weights
+from ..reader import windows as W
+from ..reader.runtime import Reader, order
 from ..types import Passage
 from . import pairs as P
 
@@ -81,26 +83,28 @@ def index_corpus(work: Path) -> Settings:
     return s
 
 
-Asked = tuple[GoldItem, list[Passage], tuple[float, ...]]
+Asked = tuple[GoldItem, list[Passage], tuple[float, ...], dict[str, float]]
 
 
 def fast_path(settings: Settings, items: list[GoldItem], top_k: int = 10) -> list[Asked]:
-    """Each question's hybrid passages and answer features, without the reader."""
+    """Each question's hybrid passages, answer features and idf weights, without the reader."""
     from ..search import Searcher
 
     searcher = Searcher(settings)
+    idf = searcher.generation.lexical.idf
     out = []
     for it in items:
         a, feats = searcher.ask_with_features(it.question, top_k, "hybrid", read=False)
-        out.append((it, a.passages, tuple(float(f) for f in feats)))
+        out.append((it, a.passages, tuple(float(f) for f in feats),
+                    question_weights(it.question.strip(), idf)))
     return out
 
 
 def read_all(reader: Reader, asked: list[Asked], candidates: int) -> list[Read]:
     out = []
-    for it, ps, feats in asked:
+    for it, ps, feats, weights in asked:
         top = ps[:candidates]
-        rs = reader.read(it.question, [(p.text, centre(p)) for p in top])
+        rs = reader.read(it.question, [(p.text, W.centre(p.text, weights)) for p in top])
         holds = np.array([any(ev.file == p.file and p.start + r.window[0] <= ev.start
                               and ev.end <= p.start + r.window[1] for ev in it.evidence)
                           for p, r in zip(top, rs)], dtype=bool)

