@@ -55,12 +55,13 @@ def card(cfg: TrainConfig, shas: dict[str, str], cal: dict[str, Any], train_s: f
                      "precision": "bf16 autocast" if use_bf16(cfg.precision) else "fp32",
                      "last_log": log_tail},
         "files": files, "sha256": {n: shas[n] for n in files.values()},
-        "calibration": {"a": chosen["a"], "b": chosen["b"],
+        "calibration": {"a": chosen["a"], "b": chosen["b"], "head": cal["head"],
                         "answer_threshold": chosen["answer_threshold"],
                         "abstain": chosen["abstain"], "threshold": chosen["threshold"],
                         "fusion_weight": chosen["fusion_weight"],
                         "max_false_abstain": cal["max_false_abstain"],
-                        "candidates": cal["candidates"], "split": cal["split"]},
+                        "candidates": cal["candidates"], "split": cal["split"],
+                        "selection": cal["selection"]},
         "held_out": {"int8": cal["int8"]["figures"], "fp32": cal["fp32"]["figures"],
                      "fp32_operating_point": {k: cal["fp32"][k] for k in
                                               ("a", "b", "threshold", "fusion_weight", "abstain")},
@@ -87,7 +88,7 @@ def provisional(out: Path, shas: dict[str, str], layers: int) -> None:
                                         "fusion_weight": 0.0}}))
 
 
-def run(cfg: TrainConfig, install: Path | None, candidates: int = 4,
+def run(cfg: TrainConfig, install: Path | None, candidates: int = 0,
         max_false_abstain: float = 0.04, calibration_articles: int = 0,
         ship_fp32: bool = False) -> dict[str, Any]:
     """Train (or resume), export, calibrate, write the card; copy to ``install``."""
@@ -125,6 +126,9 @@ def model_card_md(c: dict[str, Any]) -> str:
     rel = "\n".join(f"| {b['lo']:.1f}-{b['hi']:.1f} | {b['n']} | {b['mean_predicted']:.3f} | "
                     f"{b['observed']:.3f} |" for b in h["int8"]["passage_reliability"])
     cal = c["calibration"]
+    sel = "\n".join(f"| {r['head']} | {r['k']} | {r['recall@1']:.3f} | {r['mrr@10']:.3f} | "
+                    f"{r['abstain_recall']:.3f} | {r['false_abstain_rate']:.3f} | "
+                    f"{r['pair_auc']:.3f} |" for r in cal.get("selection", []))
     return f"""# {c['name']}: the reader's model card
 
 A cross-encoder that reads `{c['inputs']}` and gives {c['heads']}. Trained here, on CPU.
@@ -162,6 +166,16 @@ Reliability of the int8 reader (passages read; P vs the share whose window held 
 | P | passages | mean P | observed |
 |---|---|---|---|
 {rel}
+
+## Heads and passages read, chosen on the held-out training articles
+
+Cross-fitted figures for each score (the relevance head's logit, the span head's null-score
+margin over [CLS], their sum) and each number of passages read; the choice (highest MRR +
+abstain recall, 8 passages only if they gain 0.01 over 4): **{cal['head']}, {cal['candidates']}**.
+
+| head | read | R@1 | MRR | abstain recall | false abstain | pair AUC |
+|---|---|---|---|---|---|---|
+{sel}
 
 The project's gold sets and the SQuAD validation articles are reported in the README, never
 used here.
