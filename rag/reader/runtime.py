@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..lru import LRU
 from ..store import file_digest
 from ..types import AnswerSpan, Passage
 from . import windows as W
@@ -22,6 +23,7 @@ from .calibration import Logistic, Platt
 
 MAX_ANSWER_TOKENS = 30
 CARD = "card.json"
+ENCODED_PASSAGES = 8192  # memoised passage tokenisations (~4 KB each): document-side work
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,19 @@ class Reader:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(self.file), opts,
                                              providers=["CPUExecutionProvider"])
+        # A passage is tokenised once, not once a question (the same passages come back).
+        self._encoded: LRU[str, W.Encoded] = LRU(ENCODED_PASSAGES)
+
+    def encode(self, texts: list[str]) -> list[W.Encoded]:
+        """Each passage's tokens and offsets, memoised."""
+        got = [self._encoded.get(t) for t in texts]
+        missing = [t for t, g in zip(texts, got) if g is None]
+        if missing:
+            fresh = dict(zip(missing, W.encode(missing)))
+            for t, e in fresh.items():
+                self._encoded.put(t, e)
+            got = [g if g is not None else fresh[t] for t, g in zip(texts, got)]
+        return got  # type: ignore[return-value]
 
     def confidence(self, readings: list[Reading], features: tuple[float, ...]) -> float:
         """P(the corpus answers): the answerability model over the best reading's logit and
@@ -139,7 +154,7 @@ class Reader:
         if not passages:
             return []
         q = W.question_ids(question)
-        encs = W.encode([t for t, _ in passages])
+        encs = self.encode([t for t, _ in passages])
         wins = [W.window_around(enc, c[0], c[1], W.budget_for(q))
                 for enc, (_, c) in zip(encs, passages)]
         pairs = [W.pair(q, enc, w) for enc, w in zip(encs, wins)]

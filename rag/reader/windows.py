@@ -75,7 +75,8 @@ def encode(texts: list[str]) -> list[Encoded]:
 
 def question_ids(question: str) -> np.ndarray:
     """The question's token ids, at most MAX_QUESTION."""
-    return encode([question])[0].ids[:MAX_QUESTION]
+    ids = tokenizer().encode(question, add_special_tokens=False).ids[:MAX_QUESTION]
+    return np.asarray(ids, dtype=np.int64)
 
 
 def centre_of(spans: list[tuple[int, int]], token_sets: list[frozenset[str]],
