@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 
 from ..config import Settings
-from ..evaluate import GoldItem, first_hit_rank, load_gold, mrr, recall_at
-from ..reader.calibration import (expected_calibration_error, fit_logistic, fit_platt,
-                                  reliability, threshold_for)
-from ..highlight import question_weights
-from ..reader import windows as W
-from ..reader.runtime import HEADS, Reader, order, score_of
+from ..evaluation.evaluate import GoldItem, first_hit_rank, load_gold, mrr, recall_at
+from ..search.highlight import question_weights
+from ..search.reader import windows as W
+from ..search.reader.calibration import (expected_calibration_error, fit_logistic, fit_platt,
+                                         reliability, threshold_for)
+from ..search.reader.runtime import HEADS, Reader, order, score_of
 from ..types import Passage
 from . import pairs as P
 
@@ -70,7 +70,7 @@ def calibration_corpus(data: Path, seed: int, work: Path, articles: int = 0
                        ) -> tuple[Path, int]:
     """Write the held-out articles as WORK/corpus + WORK/gold.jsonl; the gold path and how
     many articles."""
-    from ..squad import convert_squad
+    from ..text.squad import convert_squad
 
     _, held = P.split_articles(P.load_squad(data), seed)
     if articles:
@@ -84,8 +84,8 @@ def calibration_corpus(data: Path, seed: int, work: Path, articles: int = 0
 
 def index_corpus(work: Path) -> Settings:
     """Index WORK/corpus into WORK/index with the default settings (reader off)."""
-    from ..indexing import build_index
-    from ..store import index_lock
+    from ..indexing.build import build_index
+    from ..indexing.store import index_lock
 
     s = Settings(corpus_dir=work / "corpus", index_dir=work / "index", read=False)
     with index_lock(s.index_dir):
@@ -98,7 +98,7 @@ Asked = tuple[GoldItem, list[Passage], tuple[float, ...], dict[str, float]]
 
 def fast_path(settings: Settings, items: list[GoldItem], top_k: int = 10) -> list[Asked]:
     """Each question's hybrid passages, answer features and idf weights, without the reader."""
-    from ..search import Searcher
+    from ..search.searcher import Searcher
 
     searcher = Searcher(settings)
     idf = searcher.generation.lexical.idf

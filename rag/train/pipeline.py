@@ -15,7 +15,7 @@ from typing import Any
 
 from . import export as X
 from . import fit as F
-from ..reader import windows as W
+from ..search.reader import windows as W
 from .reader import TrainConfig, train, use_bf16
 
 log = logging.getLogger(__name__)

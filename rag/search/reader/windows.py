@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..chunking import sentences
+from ...indexing.lexical import tokenize
+from ...text.chunking import sentences
 from ..highlight import coverage
-from ..lexical import tokenize
 
 MAX_LEN = 96  # tokens of one pair, specials included
 MAX_QUESTION = 24  # question tokens kept (longer questions are cut at the end)
