@@ -27,10 +27,7 @@ import json
 import re
 from pathlib import Path
 
-try:
-    from rag.indexing.lexical import STOPWORDS, tokenize
-except ImportError:  # before issue 22's folder move
-    from rag.lexical import STOPWORDS, tokenize  # type: ignore[no-redef]
+from rag.indexing.lexical import STOPWORDS, tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "eval" / "reworded-squad-val.jsonl"
