@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from rag.config import Settings
-from rag.reader import windows as W
-from rag.reader.calibration import (Platt, expected_calibration_error, fit_logistic, fit_platt,
-                                    reliability, threshold_for)
-from rag.reader.runtime import Reader, Reading, best_span, bundled_dir, order, rerank
+from rag.search.reader import windows as W
+from rag.search.reader.calibration import (Platt, expected_calibration_error, fit_logistic,
+                                           fit_platt, reliability, threshold_for)
+from rag.search.reader.runtime import Reader, Reading, best_span, bundled_dir, order, rerank
 from rag.types import Passage, Span
 
 # ---------------------------------------------------------------- windows (pure)
@@ -142,7 +142,7 @@ def _tiny_squad(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rag.cli import main
+    from rag.serve.cli import main
 
     root = tmp_path_factory.mktemp("train")
     _tiny_squad(root / "tiny.json.gz")
@@ -243,7 +243,7 @@ def test_bundled_reader_reorders_a_hand_made_case() -> None:
 
 def test_searcher_reads_when_asked_and_keeps_the_fast_path(real_index: Settings,
                                                           real_embedder) -> None:  # type: ignore[no-untyped-def]
-    from rag.search import Searcher
+    from rag.search.searcher import Searcher
 
     s = Searcher(real_index.model_copy(update={"read": True}), embedder=real_embedder)
     q = "What share of the world's population lives in SCO countries?"
@@ -275,11 +275,11 @@ def test_concurrent_questions_share_both_models_correctly(real_index: Settings,
                                                           real_embedder) -> None:  # type: ignore[no-untyped-def]
     """The micro-batcher (question vectors) and the reader's session under 8 threads give
     exactly the answers one thread gets."""
-    from rag.evaluate import load_gold
+    from rag.evaluation.evaluate import load_gold
     from tests.conftest import DEV_GOLD, need_shared
 
     need_shared(DEV_GOLD)
-    from rag.search import Searcher
+    from rag.search.searcher import Searcher
 
     s = Searcher(real_index.model_copy(update={"read": True}), embedder=real_embedder)
     s.cache.size = 0

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from ..config import Settings
-from ..evaluate import GoldItem, first_hit_rank, load_gold, mrr, recall_at
-from ..reader.calibration import (expected_calibration_error, fit_logistic, fit_platt,
-                                  reliability, threshold_for)
-from ..reader.runtime import Reader, centre, order
+from ..evaluation.evaluate import GoldItem, first_hit_rank, load_gold, mrr, recall_at
+from ..search.reader.calibration import (expected_calibration_error, fit_logistic, fit_platt,
+                                         reliability, threshold_for)
+from ..search.reader.runtime import Reader, centre, order
 from ..types import Passage
 from . import pairs as P
 
@@ -58,7 +58,7 @@ def calibration_corpus(data: Path, seed: int, work: Path, articles: int = 0
                        ) -> tuple[Path, int]:
     """Write the held-out articles as WORK/corpus + WORK/gold.jsonl; the gold path and how
     many articles."""
-    from ..squad import convert_squad
+    from ..text.squad import convert_squad
 
     _, held = P.split_articles(P.load_squad(data), seed)
     if articles:
@@ -72,8 +72,8 @@ def calibration_corpus(data: Path, seed: int, work: Path, articles: int = 0
 
 def index_corpus(work: Path) -> Settings:
     """Index WORK/corpus into WORK/index with the default settings (reader off)."""
-    from ..indexing import build_index
-    from ..store import index_lock
+    from ..indexing.build import build_index
+    from ..indexing.store import index_lock
 
     s = Settings(corpus_dir=work / "corpus", index_dir=work / "index", read=False)
     with index_lock(s.index_dir):
@@ -86,7 +86,7 @@ Asked = tuple[GoldItem, list[Passage], tuple[float, ...]]
 
 def fast_path(settings: Settings, items: list[GoldItem], top_k: int = 10) -> list[Asked]:
     """Each question's hybrid passages and answer features, without the reader."""
-    from ..search import Searcher
+    from ..search.searcher import Searcher
 
     searcher = Searcher(settings)
     out = []

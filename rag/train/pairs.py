@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from ..chunking import ChunkParams, chunk_document, sentences
-from ..highlight import coverage, question_weights
-from ..lexical import LexicalIndex, tokenize
+from ..indexing.lexical import LexicalIndex, tokenize
+from ..search.highlight import coverage, question_weights
+from ..search.reader import windows as W
+from ..text.chunking import ChunkParams, chunk_document, sentences
 from ..types import Chunk, Document
-from ..reader import windows as W
 
 EASY_EVERY = 3
 CALIBRATION_ARTICLES = 24  # of the training file, held out from training for calibration

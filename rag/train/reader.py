@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ..search.reader import windows as W
 from . import pairs as P
-from ..reader import windows as W
 
 log = logging.getLogger(__name__)
 

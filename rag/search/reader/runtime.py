@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..store import file_digest
-from ..types import AnswerSpan, Passage
+from ...digest import file_digest
+from ...errors import ConfigError
+from ...types import AnswerSpan, Passage
 from . import windows as W
 from .calibration import Logistic, Platt
 

@@ -17,15 +17,16 @@ from importlib import resources
 
 import numpy as np
 
-from .config import Settings
-from .embedding import Embedder, MicroBatcher, load_embedder
-from .errors import ConfigError, IndexMismatchError, RagError
+from ..config import Settings
+from ..errors import ConfigError, IndexMismatchError, RagError
+from ..indexing.embedding import Embedder, MicroBatcher, load_embedder
+from ..indexing.lexical import tokenize
+from ..indexing.store import Generation, load_generation, open_current, read_current
+from ..lru import LRU
+from ..text.chunking import sentence_spans
+from ..types import MODES, Answer, Chunk, Hit, IndexInfo, Mode, Passage, RetrieverScore, Span
 from .fusion import rrf, score_fusion
-from .highlight import coverage, question_weights, sentence_spans
-from .lexical import tokenize
-from .lru import LRU
-from .store import Generation, load_generation, open_current, read_current
-from .types import MODES, Answer, Chunk, Hit, IndexInfo, Mode, Passage, RetrieverScore, Span
+from .highlight import coverage, question_weights
 
 if TYPE_CHECKING:
     from .reader.runtime import Reader
@@ -47,9 +48,9 @@ class Abstainer:
     @classmethod
     def bundled(cls) -> Abstainer:
         """Coefficients fitted on eval/gold.jsonl (see eval/calibrate.py)."""
-        data = json.loads(resources.files("rag").joinpath("abstain.json").read_text())
+        data = json.loads(resources.files("rag").joinpath("models", "abstain.json").read_text())
         if len(data["weights"]) != N_FEATURES:
-            raise ConfigError(f"rag/abstain.json has {len(data['weights'])} weights for "
+            raise ConfigError(f"rag/models/abstain.json has {len(data['weights'])} weights for "
                               f"{N_FEATURES} features; re-fit it with `make calibrate`")
         return cls(tuple(data["weights"]), data["bias"], data["threshold"])
 
