@@ -23,7 +23,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ import numpy as np
 from . import __version__
 from .chunking import ChunkParams, chunk_document, embedding_text
 from .config import Settings
-from .corpus import Converter, Reuse, Skipped, scan_corpus
+from .corpus import Converter, Reuse, Screen, Skipped, read_document, scan_corpus
 from .embedding import Embedder, fingerprint_for, load_embedder
 from .highlight import sentence_spans
 from .errors import ConfigError, IndexCorruptError, IndexMissingError
@@ -45,6 +45,7 @@ from .store import (CURRENT, MANIFEST, TEXTS, TOMBSTONES, collect_garbage, fsync
                     generations_dir, list_generations, new_tmp_folder, next_generation_name,
                     point_current, publish, publish_segment, read_pointer, seal_manifest,
                     validate_folder, write_chunks_db)
+from .text.dates import DATES_VERSION
 from .types import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class IndexReport:
     segment: str | None = None  # the segment this run wrote
     merged: list[str] = field(default_factory=list)  # segments folded into it
     hashed: int = 0  # files read and hashed (the others matched the manifest's size+mtime)
+    deferred: list[Skipped] = field(default_factory=list)  # left for a later run (screen)
+    redated: int = 0  # files whose date was read again (an index built before date_source)
 
     def summary(self) -> str:
         """One line, e.g. ``+1 file, ~2 changed, -0 removed, 14 chunks embedded, 120 reused``."""
@@ -87,7 +90,9 @@ class IndexReport:
         ext = f"; {len(self.extracted)} converted" if self.extracted else ""
         merged = (f"; merged {len(self.merged)} segment{'s' if len(self.merged) != 1 else ''}"
                   if self.merged else "")
-        return f"{what}{skipped}{tail} ({self.seconds:.2f} s{sent}{ext}{merged})"
+        dated = (f"; dates read again for {self.redated} files (the index was built before "
+                 "date filters)" if self.redated else "")
+        return f"{what}{skipped}{tail} ({self.seconds:.2f} s{sent}{ext}{merged}{dated})"
 
 
 def local_embed_step(embedder: Embedder, batch_size: int = 32) -> EmbedStep:
@@ -175,15 +180,21 @@ def reuse_from(prev: Previous | None) -> Reuse | None:
         return None
     known = {(m.get("sha256"), m.get("extractor")) for m in prev.documents.values()
              if m.get("format", "text") != "text"}
+    # the metadata day of each stored text (layouts stored before dates do not carry it)
+    days = {m["sha256"]: m.get("date") for m in prev.documents.values()
+            if m.get("date_source") == m.get("format")}
 
     def reuse(sha: str, extractor: str) -> Extracted | None:
         if (sha, extractor) not in known:
             return None
         try:
-            return load_extracted(prev.folder / TEXTS, sha, mmap=True)
+            ex = load_extracted(prev.folder / TEXTS, sha, mmap=True)
         except (OSError, ValueError) as e:  # validated at load, so only a vanished folder
             log.warning("cannot reuse the stored text of %s: %s", sha[:12], e)
             return None
+        if ex.layout.date is None and days.get(sha):
+            ex = Extracted(ex.text, replace(ex.layout, date=days[sha]))
+        return ex
     return reuse
 
 
@@ -225,11 +236,13 @@ class Part:
 def build_index(settings: Settings, full: bool = False,
                 embedder: Embedder | None = None,
                 make_step: Callable[[Embedder], EmbedStep] | None = None,
-                optimize: bool = False) -> IndexReport:
+                optimize: bool = False, screen: Screen | None = None) -> IndexReport:
     """Bring the index in line with the corpus; publish a new generation if anything changed
     (or, with optimize, if there is more than one segment or any tombstone).
 
-    The caller holds the index lock (see ``store.index_lock``)."""
+    ``screen`` (the folder watcher's) may leave files for a later run: an indexed one keeps
+    its indexed version, a new one waits. The caller holds the index lock (see
+    ``store.index_lock``)."""
     t0 = time.perf_counter()
     index_dir = settings.index_dir
     params = chunk_params(settings)
@@ -243,14 +256,14 @@ def build_index(settings: Settings, full: bool = False,
     scanned_ns = time.time_ns()
     converter = Converter(limits(settings), reuse_from(prev))
     try:
-        scan = scan_corpus(settings.corpus_dir, converter, _known(prev))
+        scan = scan_corpus(settings.corpus_dir, converter, _known(prev), screen)
     finally:
         converter.close()
     read = {d.path: d for d in scan.docs}
     added = [d.path for d in scan.docs if d.path not in old]
     changed = [d.path for d in scan.docs if d.path in old and (
         old[d.path]["sha256"] != d.sha256 or old[d.path].get("extractor") != d.extractor)]
-    present = set(read) | set(scan.kept)
+    present = set(read) | set(scan.kept) | {s.path for s in scan.deferred if s.path in old}
     removed = sorted(set(old) - present)
     redo = set(added) | set(changed)
     unchanged = sorted(present - redo)
@@ -258,12 +271,13 @@ def build_index(settings: Settings, full: bool = False,
 
     # the documents that stay where they are, and what the policy wants merged
     stay = {p: dict(old[p]) for p in unchanged}
+    redated = _redate(settings, prev, stay, read)
     stats = _stats(prev, stay, len(redo))
     plan = plan_merge(stats, settings.merge_max_segments, settings.merge_max_dead_share,
                       optimize) if prev else None
     if plan is not None and plan.base == NEW:
         plan = MergePlan(plan.merge, None)
-    if prev is not None and not redo and not removed and plan is None:
+    if prev is not None and not redo and not removed and plan is None and not redated:
         if read_pointer(index_dir)[0] != prev.name:  # damaged or dangling pointer
             point_current(index_dir, prev.name)
             log.warning("repaired %s: it now names %s", CURRENT, prev.name)
@@ -271,7 +285,8 @@ def build_index(settings: Settings, full: bool = False,
         total = int(prev.manifest["chunks"])
         return IndexReport(None, unchanged=n_docs, skipped=scan.skipped, chunks_reused=total,
                            chunks_total=total, seconds=time.perf_counter() - t0,
-                           extracted=converter.extracted, hashed=len(scan.docs))
+                           extracted=converter.extracted, hashed=len(scan.docs),
+                           deferred=scan.deferred)
 
     todo = [read[p] for p in sorted(redo)]
     parts: list[Part] = []
@@ -303,7 +318,10 @@ def build_index(settings: Settings, full: bool = False,
             stay.update(seg_docs)
         for p in removed:
             stay.pop(p, None)
-        documents = {p: _doc_record(stay[p], scan.mtimes.get(p)) for p in sorted(stay)}
+        # a deferred file keeps its indexed mtime: the next run must look at it again
+        waiting = {s.path for s in scan.deferred}
+        documents = {p: _doc_record(stay[p], stay[p].get("mtime_ns") if p in waiting
+                                    else scan.mtimes.get(p)) for p in sorted(stay)}
         segments = _segment_list(index_dir, prev, documents, merged, seg_name)
         _write_generation(settings, name, prev, documents, segments, read, model, params,
                           engine, scanned_ns)
@@ -317,10 +335,47 @@ def build_index(settings: Settings, full: bool = False,
     return IndexReport(name, added, changed, removed, n_docs - len(added) - len(changed),
                        scan.skipped, embedded, total - embedded, total,
                        time.perf_counter() - t0, embed_seconds, n_sent, converter.extracted,
-                       seg_name, [m for m in merged if m != NEW], len(scan.docs))
+                       seg_name, [m for m in merged if m != NEW], len(scan.docs), scan.deferred,
+                       len(redated) if _needs_redate(prev) else 0)
 
 
 NEW = "(new)"  # the segment this run writes, as the merge policy counts it
+
+
+def _needs_redate(prev: Previous | None) -> bool:
+    """Was the previous generation built before documents carried date_source?"""
+    return prev is not None and prev.manifest.get("dates") != DATES_VERSION
+
+
+def _redate(settings: Settings, prev: Previous | None, stay: dict[str, dict[str, Any]],
+            read: dict[str, Document]) -> list[str]:
+    """Bring the dates of documents that stay up to date (in place); returns the paths
+    whose date or source changed. A file read this run (touched, same bytes) takes its fresh
+    date; an index built before date_source reads every date again, once (converted files
+    are converted again for their metadata: their text and vectors are kept)."""
+    changed = []
+    redo_all = _needs_redate(prev)
+    if redo_all and stay:
+        log.warning("the index was built before date filters: reading the dates of %d "
+                    "files again (once)", len(stay))
+    conv = Converter(limits(settings)) if redo_all else None
+    try:
+        for p, rec in stay.items():
+            doc = read.get(p)
+            if doc is None and conv is not None:
+                try:
+                    full = settings.corpus_dir / p
+                    doc = conv.read(full, p) if format_of(full) else read_document(full, p)
+                except (OSError, ValueError) as e:
+                    log.warning("cannot read the date of %s again: %s", p, e)
+            if doc is not None and (doc.date, doc.date_source) != (rec.get("date"),
+                                                                   rec.get("date_source")):
+                rec["date"], rec["date_source"] = doc.date, doc.date_source
+                changed.append(p)
+    finally:
+        if conv is not None:
+            conv.close()
+    return changed if not redo_all else list(stay)
 
 
 def _stats(prev: Previous | None, stay: dict[str, dict[str, Any]], fresh: int
@@ -375,7 +430,7 @@ def _doc_record(rec: dict[str, Any], mtime_ns: int | None) -> dict[str, Any]:
 def _record(d: Document, segment: str, row: int, chunks: int) -> dict[str, Any]:
     """A document's manifest entry."""
     return {"sha256": d.sha256, "size": d.size, "title": d.title, "date": d.date,
-            "chunks": chunks, "segment": segment, "row": row,
+            "date_source": d.date_source, "chunks": chunks, "segment": segment, "row": row,
             **({"format": d.format, "extractor": d.extractor,
                 "text": f"{TEXTS}/{d.sha256}.txt"} if d.format != "text" else {})}
 
@@ -569,6 +624,7 @@ def _write_generation(settings: Settings, name: str, prev: Previous | None,
             "engine": engine,
             "chunks": sum(int(d["chunks"]) for d in documents.values()),
             "scanned_ns": scanned_ns,
+            "dates": DATES_VERSION,
             "segments": segments,
             "documents": documents,
         })
