@@ -257,3 +257,35 @@ def test_waiting_is_not_polling_forever(watched: tuple[Server, Path, Path]) -> N
     threading.Timer(1.5, done.set).start()
     done.wait()
     assert runs(server) == n
+
+
+def metric_samples(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    r = httpx.get(f"{server.url}/metrics", timeout=10)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(r.text) for s in f.samples}
+
+
+def test_request_id_and_metrics_over_http(watched: tuple[Server, Path, Path]) -> None:
+    server, _, _ = watched
+    key = ("rag_http_requests_total", (("method", "POST"), ("route", "/ask"),
+                                       ("status", "200")))
+    hist = ("rag_ask_seconds_count", (("mode", "lexical"), ("stage", "search")))
+    before = metric_samples(server)
+    r = httpx.post(f"{server.url}/ask", json={"question": "cranes of dock", "mode": "lexical"},
+                   headers={"X-Request-Id": "it-is-me.42"}, timeout=30)
+    assert r.status_code == 200 and r.headers["x-request-id"] == "it-is-me.42"
+    for _ in range(2):
+        ask(server, "cranes of dock")
+    after = metric_samples(server)
+    assert after[key] == before.get(key, 0) + 3
+    assert after[hist] == before.get(hist, 0) + 3
+    assert ("rag_ask_seconds_bucket", (("le", "+Inf"), ("mode", "lexical"),
+                                       ("stage", "total"))) in after
+    assert after[("rag_generation_documents", ())] == len(documents(server))
+    line = wait_for(lambda: [e for e in log_events(server, "request")
+                             if e.get("rid") == "it-is-me.42"], "the request's log line", server)
+    assert line[0]["route"] == "POST /ask" and line[0]["status"] == 200
+    assert "cranes of dock" not in server.log.read_text()  # the question is not logged
+    odd = httpx.get(f"{server.url}/healthz", headers={"X-Request-Id": "no spaces allowed"})
+    assert odd.headers["x-request-id"] != "no spaces allowed"
