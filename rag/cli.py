@@ -40,9 +40,12 @@ def cmd_index(args: argparse.Namespace) -> int:
 
         make_step = ray_embed_step(settings, args.ray_address, args.embed_actors,
                                    args.embed_batch_size, args.gpus_per_actor)
-    with _index_lock_waiting_for_watcher(settings.index_dir, args.lock_timeout):
+    from .progress import Progress
+
+    with _index_lock_waiting_for_watcher(settings.index_dir, args.lock_timeout), \
+            Progress(sys.stderr) as progress:
         report = build_index(settings, full=args.full, make_step=make_step,
-                             optimize=args.optimize)
+                             optimize=args.optimize, progress=progress)
     print(report.summary())  # each skipped file was logged once, with its reason
     return 0
 

@@ -206,12 +206,13 @@ class Scan:
 
 def scan_corpus(corpus_dir: Path, converter: Converter, known: Known,
                 screen: Screen | None = None,
-                progress: Callable[[str], None] | None = None) -> Scan:
+                progress: Callable[[str, int, int], None] | None = None) -> Scan:
     """Like load_corpus, but a file `known` vouches for is neither read nor hashed, and a
-    file `screen` gives a reason for is left for a later run. ``progress(path)`` is called
-    before each file is read."""
+    file `screen` gives a reason for is left for a later run. ``progress(path, files looked
+    at, files in all)`` is called before each file is read."""
     scan = Scan([], [], [], {})
-    for p in list_files(corpus_dir):
+    files = list_files(corpus_dir)
+    for i, p in enumerate(files):
         rel = p.relative_to(corpus_dir).as_posix()
         try:
             st = p.stat()
@@ -224,7 +225,7 @@ def scan_corpus(corpus_dir: Path, converter: Converter, known: Known,
                 scan.deferred.append(Skipped(rel, why))
                 continue
             if progress is not None:
-                progress(rel)
+                progress(rel, i, len(files))
             scan.docs.append(converter.read(p, rel))
         except OSError as e:
             log.warning("skipping %s: %s", rel, e)

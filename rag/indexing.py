@@ -45,6 +45,7 @@ from .store import (CURRENT, MANIFEST, TEXTS, TOMBSTONES, collect_garbage, fsync
                     generations_dir, list_generations, new_tmp_folder, next_generation_name,
                     point_current, publish, publish_segment, read_pointer, seal_manifest,
                     validate_folder, write_chunks_db)
+from .progress import Progress
 from .text.dates import DATES_VERSION
 from .types import Chunk, Document
 
@@ -95,18 +96,23 @@ class IndexReport:
         return f"{what}{skipped}{tail} ({self.seconds:.2f} s{sent}{ext}{merged}{dated})"
 
 
-def local_embed_step(embedder: Embedder, batch_size: int = 32) -> EmbedStep:
-    """Embed in this process, in batches, with a progress bar on a terminal."""
+def local_embed_step(embedder: Embedder, batch_size: int = 32,
+                     on_batch: Callable[[int], None] | None = None) -> EmbedStep:
+    """Embed in this process, in batches; each batch is reported to ``on_batch`` (the run's
+    Progress), else shown as a bar on a terminal."""
     def step(texts: Sequence[str]) -> tuple[np.ndarray, dict[str, Any]]:
         from tqdm import tqdm
 
         out = []
         with tqdm(total=len(texts), unit="chunk", desc="embedding",
-                  disable=not sys.stderr.isatty() or len(texts) < batch_size) as bar:
+                  disable=on_batch is not None or not sys.stderr.isatty()
+                  or len(texts) < batch_size) as bar:
             for i in range(0, len(texts), batch_size):
                 batch = texts[i:i + batch_size]
                 out.append(embedder.embed(batch))
                 bar.update(len(batch))
+                if on_batch is not None:
+                    on_batch(len(batch))
         vectors = np.vstack(out) if out else np.zeros((0, embedder.dim), np.float32)
         return vectors, {"name": "local", "actors": 1}
     return step
@@ -236,7 +242,8 @@ class Part:
 def build_index(settings: Settings, full: bool = False,
                 embedder: Embedder | None = None,
                 make_step: Callable[[Embedder], EmbedStep] | None = None,
-                optimize: bool = False, screen: Screen | None = None) -> IndexReport:
+                optimize: bool = False, screen: Screen | None = None,
+                progress: Progress | None = None) -> IndexReport:
     """Bring the index in line with the corpus; publish a new generation if anything changed
     (or, with optimize, if there is more than one segment or any tombstone).
 
@@ -256,7 +263,8 @@ def build_index(settings: Settings, full: bool = False,
     scanned_ns = time.time_ns()
     converter = Converter(limits(settings), reuse_from(prev))
     try:
-        scan = scan_corpus(settings.corpus_dir, converter, _known(prev), screen)
+        scan = scan_corpus(settings.corpus_dir, converter, _known(prev), screen,
+                           progress.file if progress is not None else None)
     finally:
         converter.close()
     read = {d.path: d for d in scan.docs}
@@ -301,7 +309,7 @@ def build_index(settings: Settings, full: bool = False,
         check_budget(params, embedder)
         dim = embedder.dim
         te = time.perf_counter()
-        parts, engine, n_sent = _embed(settings, todo, embedder, params, make_step)
+        parts, engine, n_sent = _embed(settings, todo, embedder, params, make_step, progress)
         embed_seconds = time.perf_counter() - te
     model = ({"name": embedder.name, "fingerprint": embedder.fingerprint, "dim": embedder.dim,
               "max_tokens": embedder.max_tokens} if embedder else prev.manifest["model"])  # type: ignore[union-attr]
@@ -392,7 +400,7 @@ def _stats(prev: Previous | None, stay: dict[str, dict[str, Any]], fresh: int
 
 
 def _embed(settings: Settings, todo: list[Document], embedder: Embedder, params: ChunkParams,
-           make_step: Callable[[Embedder], EmbedStep] | None
+           make_step: Callable[[Embedder], EmbedStep] | None, progress: Progress | None = None
            ) -> tuple[list[Part], dict[str, Any], int]:
     """Chunk and embed new and changed documents (chunks and their sentences in one call)."""
     new_chunks = {d.path: chunk_document(d, embedder.count_tokens, params) for d in todo}
@@ -400,7 +408,11 @@ def _embed(settings: Settings, todo: list[Document], embedder: Embedder, params:
     sents = [chunk_sentences(c) for c in flat] if settings.sentence_vectors else [[] for _ in flat]
     texts = [embedding_text(c) for c in flat]
     sent_texts = [c.text[a - c.start:b - c.start] for c, ss in zip(flat, sents) for a, b in ss]
-    step = (make_step or (lambda e: local_embed_step(e, settings.embed_batch_size)))(embedder)
+    if progress is not None:
+        progress.embedding(len(texts) + len(sent_texts))
+    step = (make_step or (lambda e: local_embed_step(
+        e, settings.embed_batch_size, progress.embedded if progress is not None else None))
+            )(embedder)
     all_vectors, engine = step(texts + sent_texts)
     if all_vectors.shape != (len(texts) + len(sent_texts), embedder.dim):
         raise RuntimeError(f"embedding step returned {all_vectors.shape}, "
