@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import pcts  # noqa: E402
+from bench.common import pcts
 
 
 def middleware_cpu_us(n: int = 20_000) -> tuple[float, float]:
@@ -27,9 +27,8 @@ def middleware_cpu_us(n: int = 20_000) -> tuple[float, float]:
     count) of a trivial ASGI app, bare and behind ObserveRequests; best of 5 runs each."""
     import asyncio
 
-    from rag.serve.metrics import Metrics, ObserveRequests
-
     from rag.serve import logs
+    from rag.serve.metrics import Metrics, ObserveRequests
 
     timings = {"embed": 6.1, "search": 2.2, "highlight": 0.8, "total": 9.1}
 

@@ -40,10 +40,12 @@ def cmd_index(args: argparse.Namespace) -> int:
 
         make_step = ray_embed_step(settings, args.ray_address, args.embed_actors,
                                    args.embed_batch_size, args.gpus_per_actor)
+    from contextlib import closing
+
     from .progress import Progress
 
     with _index_lock_waiting_for_watcher(settings.index_dir, args.lock_timeout), \
-            Progress(sys.stderr) as progress:
+            closing(Progress(sys.stderr)) as progress:
         report = build_index(settings, full=args.full, make_step=make_step,
                              optimize=args.optimize, progress=progress)
     print(report.summary())  # each skipped file was logged once, with its reason
@@ -206,9 +208,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.watch:
         from .watch import FolderWatcher
 
+        def switch(_generation: str) -> None:  # at once, not at the next reload tick
+            if searcher.reload_if_changed():
+                metrics.reloads.inc()
+
         watcher = FolderWatcher(settings, observer=metrics, busy=app.state.gate.busy,
-                                on_published=lambda _g: searcher.reload_if_changed()
-                                and metrics.reloads.inc()).start()
+                                on_published=switch).start()
     try:
         # log_config=None: uvicorn keeps our handlers (one format); our middleware logs
         # each request, so uvicorn's access log is off

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
 
 class Progress:
@@ -64,12 +64,6 @@ class Progress:
         if self.tty and self._shown:
             self.stream.write("\n")
             self.stream.flush()
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # -- showing it ----------------------------------------------------------------
 

@@ -32,8 +32,8 @@ HTML = ("<html><head><title>Port memo</title><meta name='dcterms.date' "
 FILES = {
     "a-line.txt": ("date 2024-01-15 January news\n\nCranes at the harbour moved steel.\n",
                    "2020-01-01", "2024-01-15", "line"),
-    "b-front.md": ("---\ntitle: B\ndate: 2024-03-10\n---\n\nCranes at the harbour lifted "
-                   "grain.\n", "2020-01-01", "2024-03-10", "front-matter"),
+    "b-front.md": (("---\ntitle: B\ndate: 2024-03-10\n---\n\nCranes at the harbour lifted "
+                    "grain.\n"), "2020-01-01", "2024-03-10", "front-matter"),
     "c-mtime.txt": ("Cranes at the harbour stood idle.\n", "2024-02-20", "2024-02-20", "mtime"),
     "d-mtime.md": ("# D\n\nCranes at the harbour were repainted.\n", "2023-12-31",
                    "2023-12-31", "mtime"),

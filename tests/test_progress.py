@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import time
+from contextlib import closing
 from pathlib import Path
 
 from rag.embedding import FakeEmbedder
@@ -38,7 +39,7 @@ def test_line_counts_rate_and_time_left() -> None:
 
 def test_plain_lines_name_a_slow_conversion_once() -> None:
     buf = io.StringIO()
-    with Progress(buf, tty=False, every_s=3600, slow_s=0.3) as p:
+    with closing(Progress(buf, tty=False, every_s=3600, slow_s=0.3)) as p:
         p.file("scans/big.pdf", 0, 2)
         out = wait_for_text(buf, "reading scans/big.pdf (")
         assert "\r" not in out and out.endswith("\n")
@@ -48,7 +49,7 @@ def test_plain_lines_name_a_slow_conversion_once() -> None:
 
 def test_terminal_redraws_one_line() -> None:
     buf = io.StringIO()
-    with Progress(buf, tty=True) as p:
+    with closing(Progress(buf, tty=True)) as p:
         p.file("a.txt", 0, 1)
         wait_for_text(buf, "\r\x1b[2Kindexing: files 0/1")
     assert buf.getvalue().endswith("\n") and buf.getvalue().count("\n") == 1
@@ -60,7 +61,7 @@ def test_a_run_reports_its_files_and_texts(tmp_path: Path) -> None:
     for i in range(4):
         (corpus / f"f{i}.txt").write_text(f"File {i}. It has two sentences.\n")
     settings = fake_settings(tmp_path, corpus)
-    with index_lock(settings.index_dir), Progress(io.StringIO(), tty=False) as p:
+    with index_lock(settings.index_dir), closing(Progress(io.StringIO(), tty=False)) as p:
         build_index(settings, embedder=FakeEmbedder(), progress=p)
     assert (p.files_done, p.files_total) == (3, 4)  # the last file read was the 4th
     assert p.chunks_total == p.chunks_done == 4 + 8  # 4 chunks and their 8 sentences

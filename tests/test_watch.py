@@ -139,7 +139,7 @@ def test_a_failing_file_is_reported_once(watched: tuple[Server, Path, Path]) -> 
     for i in range(2):
         before = runs(server, "published")
         (corpus / f"more-{i}.txt").write_text(body(200 + i, f"extra{i}word"))
-        wait_for(lambda: runs(server, "published") > before, "a later run", server)
+        wait_for(lambda b=before: runs(server, "published") > b, "a later run", server)
     failures = log_events(server, "watch conversion failed")
     assert [f["file"] for f in failures] == ["broken.pdf"]
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
@@ -198,7 +198,7 @@ def test_a_burst_of_200_files(watched: tuple[Server, Path, Path]) -> None:
 
 
 def test_a_hand_run_index_waits_for_the_watcher(watched: tuple[Server, Path, Path]) -> None:
-    server, corpus, index = watched
+    _, corpus, index = watched
     fd = os.open(index / ".lock", os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)  # as the watcher holds it while it indexes
     try:
@@ -244,7 +244,8 @@ def test_second_watcher_refused(watched: tuple[Server, Path, Path]) -> None:
     server, corpus, index = watched
     r = subprocess.run([sys.executable, "-m", "rag.cli", "index", "--watch",
                         "--corpus", str(corpus), "--index", str(index), "--model", "fake"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=DEADLINE_S)
+                       check=False, cwd=ROOT, capture_output=True, text=True,
+                       timeout=DEADLINE_S)
     assert r.returncode == 2
     assert "already follows" in r.stderr and str(server.proc.pid) in r.stderr
 
