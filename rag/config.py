@@ -93,3 +93,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_queue: int = Field(64, ge=1)
     reload_interval_s: float = Field(1.0, gt=0.0)
+
+    # The folder watcher (`rag serve --watch`, `rag index --watch`; rag/indexing/watch.py)
+    watch_quiet_s: float = Field(2.0, gt=0.0)  # a burst has settled after this long quiet
+    watch_max_wait_s: float = Field(30.0, gt=0.0)  # index anyway after this long of changes
+    watch_hold_s: float = Field(1.0, ge=0.0)  # a file must keep size+mtime this long
+    watch_removal_hold_s: float = Field(10.0, ge=0.0)  # stillness before removing > half

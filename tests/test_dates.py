@@ -6,8 +6,17 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from rag.text.dates import (day_number, document_date, front_matter_day, html_meta_day,
-                            iso_day, mtime_day, parse_day, pdf_day, pdf_metadata_day)
+from rag.text.dates import (
+    day_number,
+    document_date,
+    front_matter_day,
+    html_meta_day,
+    iso_day,
+    mtime_day,
+    parse_day,
+    pdf_day,
+    pdf_metadata_day,
+)
 
 
 @pytest.mark.parametrize("raw,day", [

@@ -59,6 +59,13 @@ class WatchObserver(Protocol):
 class WatchOptions:
     """How patient the watcher is (seconds)."""
 
+    @classmethod
+    def from_settings(cls, s: Settings) -> WatchOptions:
+        """The watcher's options from the settings (RAG_WATCH_*)."""
+        return cls(quiet_s=s.watch_quiet_s, max_wait_s=s.watch_max_wait_s,
+                   hold_s=s.watch_hold_s, removal_hold_s=s.watch_removal_hold_s,
+                   tick_s=min(1.0, s.watch_quiet_s))
+
     quiet_s: float = 2.0  # a burst of changes has settled after this long without one
     max_wait_s: float = 30.0  # index anyway after this long of constant changes
     hold_s: float = 1.0  # a file must keep its size and mtime this long to be read
@@ -230,7 +237,7 @@ class FolderWatcher:
                  on_published: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self.observer = observer
-        self.opts = options or WatchOptions()
+        self.opts = options or WatchOptions.from_settings(settings)
         self.busy = busy
         self.on_published = on_published
         self.screen = Screen(self.opts.hold_s)
@@ -383,7 +390,7 @@ class FolderWatcher:
             return True
         except CorpusError as e:
             self._finish("failed", t0, cause="corpus_missing", why=str(e))
-            return False  # the next change tries again
+            return bool(self.screen.unsettled)  # else the next change tries again
         except (RagError, OSError) as e:
             self._finish("failed", t0, cause="error", why=str(e))
             return False

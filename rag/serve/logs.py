@@ -92,7 +92,7 @@ class JsonFormatter(logging.Formatter):
         f = fields_of(record)
         if f:
             out["event"] = record.getMessage()
-            out.update(f)
+            out.update((k, v) for k, v in f.items() if v is not None)
         else:
             out["logger"] = record.name
             out["msg"] = record.getMessage()

@@ -67,6 +67,8 @@ class Layout:
     # PDF: one row per character of the text, (x0, y0, x1, y1) in PDF user space (origin
     # bottom left, unrotated page), NaN for characters that are not glyphs (joins, breaks)
     boxes: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # the day the file's own metadata gives (PDF/DOCX properties, HTML <meta>), UTC
+    date: str | None = None
 
     def page_of(self, offset: int) -> int | None:
         """1-based page holding the character at ``offset`` (None: not a PDF)."""
@@ -113,7 +115,7 @@ class Layout:
         """The layout without the boxes (those go to their own .npy file)."""
         return {"format": self.format, "extractor": self.extractor, "title": self.title,
                 "pages": list(self.pages), "sections": [list(s) for s in self.sections],
-                "paragraphs": list(self.paragraphs)}
+                "paragraphs": list(self.paragraphs), "date": self.date}
 
     @classmethod
     def from_json(cls, data: dict[str, Any], boxes: np.ndarray | None = None) -> Layout:
@@ -121,7 +123,7 @@ class Layout:
         return cls(data["format"], data["extractor"], data.get("title"),
                    tuple(data.get("pages", ())),
                    tuple((int(a), str(h), i) for a, h, i in data.get("sections", ())),
-                   tuple(data.get("paragraphs", ())), boxes)
+                   tuple(data.get("paragraphs", ())), boxes, data.get("date"))
 
 
 @dataclass(frozen=True)

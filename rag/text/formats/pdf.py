@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..dates import pdf_metadata_day
 from . import NO_TEXT_LAYER, Box, Extracted, ExtractError, Layout, Limits
 
 VERSION = 1  # of the rules above; bump when the text they produce changes
@@ -146,11 +147,14 @@ def extract_pdf(path: Path, limits: Limits) -> Extracted:
         if not text.strip():
             raise ExtractError(NO_TEXT_LAYER)
         title = (doc.get_metadata_value("Title") or "").strip() or None
+        day = pdf_metadata_day({k: doc.get_metadata_value(k) for k in ("CreationDate",
+                                                                      "ModDate")})
     finally:
         doc.close()
     arr = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     assert len(arr) == len(text)
-    return Extracted(text, Layout("pdf", extractor_id(), title, tuple(pages), boxes=arr))
+    return Extracted(text, Layout("pdf", extractor_id(), title, tuple(pages), boxes=arr,
+                                  date=day))
 
 
 MAX_RENDER_PX = 2000  # longest side of a rendered page
