@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: setup index serve test fuzz bench eval calibrate train-reader clean
+.PHONY: setup index serve test soak fuzz bench eval calibrate train-reader clean
 
 # torch first, pinned: pip takes the local CPU build; any other torch request would pull
 # a multi-GB CUDA build. Then the project with its test and Ray extras.
@@ -26,7 +26,12 @@ serve: setup
 	$(BIN)/rag serve --host $(HOST) --port $(PORT)
 
 test: setup
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra -m "not soak"
+
+# Slower steady-state checks kept out of `make test` (CI runs them too): memory and open
+# files over 100 generation reloads.
+soak: setup
+	$(BIN)/python -m pytest -q -ra -m soak tests
 
 # Reports: eval/report-dev.html and eval/report-own.html (and their JSON). The previous
 # run's JSON, when there is one, is the baseline the new report compares against.
@@ -62,6 +67,7 @@ bench: setup
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
 		echo "wrk not installed: HTTP figures come from the Python client only"
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/watch_bench.py  # /ask p50 idle and while a 200-file burst is indexed
 
 clean:
 	rm -rf $(VENV) index/CURRENT index/generations index/.lock

@@ -9,6 +9,8 @@ import os
 import weakref
 from pathlib import Path
 
+import pytest
+
 from rag.indexing.embedding import FakeEmbedder
 from rag.indexing.build import build_index
 from rag.search.searcher import Searcher
@@ -40,6 +42,7 @@ def doc(i: int, v: int) -> str:
     return f"Note {i} version {v}.\n\n{words}\n"
 
 
+@pytest.mark.soak
 def test_memory_and_files_flat_over_100_reloads(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
