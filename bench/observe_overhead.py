@@ -81,13 +81,13 @@ def main() -> None:
 
     from fastapi.testclient import TestClient
 
-    from rag.serve.http import create_app
     from rag.config import Settings
     from rag.indexing.build import build_index
+    from rag.indexing.store import index_lock
     from rag.search.searcher import Searcher
     from rag.serve import logs
+    from rag.serve.http import create_app
     from rag.serve.metrics import ObserveRequests
-    from rag.indexing.store import index_lock
 
     root = Path(__file__).resolve().parents[1]
     logs.configure("json", stream=open("/dev/null", "w"))  # noqa: SIM115

@@ -95,7 +95,10 @@ class Settings(BaseSettings):
     reload_interval_s: float = Field(1.0, gt=0.0)
 
     # The folder watcher (`rag serve --watch`, `rag index --watch`; rag/indexing/watch.py)
-    watch_quiet_s: float = Field(2.0, gt=0.0)  # a burst has settled after this long quiet
-    watch_max_wait_s: float = Field(30.0, gt=0.0)  # index anyway after this long of changes
-    watch_hold_s: float = Field(1.0, ge=0.0)  # a file must keep size+mtime this long
-    watch_removal_hold_s: float = Field(10.0, ge=0.0)  # stillness before removing > half
+    # a burst has settled after quiet_s without a change (indexed anyway after max_wait_s of
+    # changes); a file is read once its size and mtime held for hold_s; a run that would
+    # remove more than half of the indexed files waits for removal_hold_s of stillness
+    watch_quiet_s: float = Field(default=2.0, gt=0.0)
+    watch_max_wait_s: float = Field(default=30.0, gt=0.0)
+    watch_hold_s: float = Field(default=1.0, ge=0.0)
+    watch_removal_hold_s: float = Field(default=10.0, ge=0.0)

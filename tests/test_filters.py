@@ -12,11 +12,17 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from rag.serve.http import create_app
-from rag.indexing.embedding import FakeEmbedder
 from rag.indexing.build import build_index
+from rag.indexing.embedding import FakeEmbedder
+from rag.indexing.store import (
+    MANIFEST,
+    generations_dir,
+    index_lock,
+    manifest_checksum,
+    read_current,
+)
 from rag.search.searcher import Filters, Searcher, row_mask
-from rag.indexing.store import MANIFEST, generations_dir, index_lock, manifest_checksum, read_current
+from rag.serve.http import create_app
 from tests.conftest import fake_settings
 
 

@@ -8,8 +8,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from rag.indexing.embedding import FakeEmbedder
 from rag.indexing.build import build_index
+from rag.indexing.embedding import FakeEmbedder
 from rag.indexing.progress import Progress
 from rag.indexing.store import index_lock
 from tests.conftest import fake_settings

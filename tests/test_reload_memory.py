@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.indexing.embedding import FakeEmbedder
 from rag.indexing.build import build_index
-from rag.search.searcher import Searcher
+from rag.indexing.embedding import FakeEmbedder
 from rag.indexing.store import index_lock
+from rag.search.searcher import Searcher
 from tests.conftest import fake_settings
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -241,8 +240,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Score the service against a gold file; optionally against a baseline, as HTML."""
     from ..errors import ConfigError
     from ..evaluation.compare import format_diff, load_report, with_baseline
-    from ..evaluation.evaluate import (READER, build_report, evaluate, format_table, load_gold,
-                                       make_gates)
+    from ..evaluation.evaluate import (
+        READER,
+        build_report,
+        evaluate,
+        format_table,
+        load_gold,
+        make_gates,
+    )
     from ..search.searcher import Searcher
     from ..types import MODES
 
