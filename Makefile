@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: setup system index serve test fuzz bench eval calibrate train-reader clean
+.PHONY: setup system index serve test soak fuzz bench eval calibrate train-reader clean
 
 # torch first, pinned: pip takes the local CPU build; any other torch request would pull
 # a multi-GB CUDA build. Then the project with its test and Ray extras.
@@ -34,7 +34,12 @@ serve: setup
 	$(BIN)/rag serve --host $(HOST) --port $(PORT)
 
 test: setup
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra -m "not soak"
+
+# Slower steady-state checks kept out of `make test` (CI runs them too): memory and open
+# files over 100 generation reloads.
+soak: setup
+	$(BIN)/python -m pytest -q -ra -m soak tests
 
 # Reports: eval/report-dev.html and eval/report-own.html (and their JSON). The previous
 # run's JSON, when there is one, is the baseline the new report compares against.
@@ -71,6 +76,7 @@ bench: setup
 		echo "wrk not installed: HTTP figures come from the Python client only"
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/ocr_bench.py
+	$(BIN)/python bench/watch_bench.py  # /ask p50 idle and while a 200-file burst is indexed
 
 clean:
 	rm -rf $(VENV) index/CURRENT index/generations index/.lock

@@ -102,3 +102,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_queue: int = Field(64, ge=1)
     reload_interval_s: float = Field(1.0, gt=0.0)
+
+    # The folder watcher (`rag serve --watch`, `rag index --watch`; rag/indexing/watch.py)
+    # a burst has settled after quiet_s without a change (indexed anyway after max_wait_s of
+    # changes); a file is read once its size and mtime held for hold_s; a run that would
+    # remove more than half of the indexed files waits for removal_hold_s of stillness
+    watch_quiet_s: float = Field(default=2.0, gt=0.0)
+    watch_max_wait_s: float = Field(default=30.0, gt=0.0)
+    watch_hold_s: float = Field(default=1.0, ge=0.0)
+    watch_removal_hold_s: float = Field(default=10.0, ge=0.0)

@@ -24,6 +24,8 @@ class Document:
     format: str = "text"
     extractor: str | None = None
     layout: Any = field(default=None, compare=False, repr=False)
+    # where ``date`` (a UTC day) came from: line, pdf, docx, html, front-matter, mtime
+    date_source: str | None = None
 
 
 @dataclass(frozen=True)

@@ -403,15 +403,17 @@ def test_documents_lists_the_indexed_files(client: TestClient) -> None:
     files = sorted(p.name for p in CORPUS.iterdir())
     assert [d["path"] for d in docs] == files and len(files) == 5
     for d in docs:
-        assert set(d) == {"path", "sha256", "size", "chunks", "title", "date", "format"}
+        assert set(d) == {"path", "sha256", "size", "chunks", "title", "date", "date_source",
+                          "format"}
         assert d["format"] == "text"
         data = (CORPUS / d["path"]).read_bytes()
         assert d["sha256"] == sha256(data) and d["size"] == len(data)
         assert d["chunks"] >= 1
         assert d["title"] and d["title"] in data.decode("utf-8")
-        assert d["date"] is None or re.fullmatch(r"\d{4}-\d{2}-\d{2}", d["date"])
-    dated = {d["path"]: d["date"] for d in docs}
-    assert dated["sco-ai-cooperation-2025-09-01.txt"] == "2025-09-01"
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", d["date"])  # every file has one now
+        assert d["date_source"] in ("line", "mtime")
+    dated = {d["path"]: (d["date"], d["date_source"]) for d in docs}
+    assert dated["sco-ai-cooperation-2025-09-01.txt"] == ("2025-09-01", "line")
     assert sum(d["chunks"] for d in docs) == client.get("/readyz").json()["chunks"]
 
 

@@ -326,6 +326,47 @@ def test_shareable_url_runs_the_query_and_sets_the_controls(
             == [citation(p) for p in expected["passages"]])
 
 
+def test_date_and_format_filters_from_the_form_and_the_url(rec: Recorded,
+                                                          server: Server) -> None:
+    """The filters go to the API as it takes them, into the shareable URL, and back into
+    the controls from it; the results are the API's own for the same filters."""
+    from playwright.sync_api import expect
+
+    q = "SCO digital cooperation"
+    body = json.dumps({"question": q, "mode": "lexical", "top_k": 5, "date_from": "2025-08-30",
+                       "date_to": "2025-09-30", "formats": ["txt"]}).encode()
+    req = urllib.request.Request(f"{server.url}/ask", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        expected = json.loads(r.read())
+    assert {p["file"] for p in expected["passages"]} == {"sco-ai-cooperation-2025-09-01.txt"}
+    page = rec.page
+    page.goto(f"{server.url}/")
+    page.get_by_label("Question").fill(q)
+    page.get_by_label("Mode").select_option("lexical")
+    page.get_by_label("From").fill("2025-08-30")
+    page.get_by_label("To").fill("2025-09-30")
+    page.get_by_label("TXT").check()
+    page.get_by_label("Question").press("Enter")
+    expect(page.locator("#results .citation").first).to_have_text(
+        citation(expected["passages"][0]))
+    assert (page.locator("#results .citation").all_text_contents()
+            == [citation(p) for p in expected["passages"]])
+    shared = parse_qs(urlsplit(page.url).query)
+    assert shared["date_from"] == ["2025-08-30"] and shared["formats"] == ["txt"]
+    # the shared URL in a fresh page: the same controls, the same results
+    page.goto(page.url)
+    expect(page.get_by_label("To")).to_have_value("2025-09-30")
+    expect(page.get_by_label("TXT")).to_be_checked()
+    expect(page.get_by_label("PDF")).not_to_be_checked()
+    expect(page.locator("#results .citation").first).to_have_text(
+        citation(expected["passages"][0]))
+    # a reversed range: the API's message, naming both dates
+    page.get_by_label("From").fill("2025-10-01")
+    page.get_by_label("Question").press("Enter")
+    expect(page.locator("#form-error")).to_contain_text("date_from=2025-10-01")
+
+
 def test_highlight_offsets_are_code_points(rec: Recorded, server: Server) -> None:
     """Astral characters (two UTF-16 units each) before the span must not shift the mark."""
     text = "😀😀 Hello 𝒳 world, then more."

@@ -23,7 +23,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,10 +34,12 @@ from .. import __version__
 from ..config import Settings
 from ..errors import ConfigError, IndexCorruptError, IndexMissingError
 from ..text.chunking import ChunkParams, chunk_document, embedding_text, sentence_spans
-from ..text.corpus import Converter, Reuse, Skipped, scan_corpus
+from ..text.corpus import Converter, Reuse, Screen, Skipped, read_document, scan_corpus
 from ..text.formats import (Extracted, Limits, extractor_id, format_of, load_extracted,
                             save_extracted)
+from ..text.dates import DATES_VERSION
 from ..types import Chunk, Document
+from .progress import Progress
 from .embedding import Embedder, fingerprint_for, load_embedder
 from .segments import (SEGMENT_MANIFEST, MergePlan, Segment, SegmentStat, load_segment,
                        next_segment_name, plan_merge, segment_checksum, segments_dir)
@@ -78,6 +80,8 @@ class IndexReport:
     segment: str | None = None  # the segment this run wrote
     merged: list[str] = field(default_factory=list)  # segments folded into it
     hashed: int = 0  # files read and hashed (the others matched the manifest's size+mtime)
+    deferred: list[Skipped] = field(default_factory=list)  # left for a later run (screen)
+    redated: int = 0  # files whose date was read again (an index built before date_source)
 
     def summary(self) -> str:
         """One line, e.g. ``+1 file, ~2 changed, -0 removed, 14 chunks embedded, 120 reused``."""
@@ -91,21 +95,28 @@ class IndexReport:
         ext = f"; {len(self.extracted)} converted" if self.extracted else ""
         merged = (f"; merged {len(self.merged)} segment{'s' if len(self.merged) != 1 else ''}"
                   if self.merged else "")
-        return f"{what}{skipped}{tail} ({self.seconds:.2f} s{sent}{ext}{merged})"
+        dated = (f"; dates read again for {self.redated} files (the index was built before "
+                 "date filters)" if self.redated else "")
+        return f"{what}{skipped}{tail} ({self.seconds:.2f} s{sent}{ext}{merged}{dated})"
 
 
-def local_embed_step(embedder: Embedder, batch_size: int = 32) -> EmbedStep:
-    """Embed in this process, in batches, with a progress bar on a terminal."""
+def local_embed_step(embedder: Embedder, batch_size: int = 32,
+                     on_batch: Callable[[int], None] | None = None) -> EmbedStep:
+    """Embed in this process, in batches; each batch is reported to ``on_batch`` (the run's
+    Progress), else shown as a bar on a terminal."""
     def step(texts: Sequence[str]) -> tuple[np.ndarray, dict[str, Any]]:
         from tqdm import tqdm
 
         out = []
         with tqdm(total=len(texts), unit="chunk", desc="embedding",
-                  disable=not sys.stderr.isatty() or len(texts) < batch_size) as bar:
+                  disable=on_batch is not None or not sys.stderr.isatty()
+                  or len(texts) < batch_size) as bar:
             for i in range(0, len(texts), batch_size):
                 batch = texts[i:i + batch_size]
                 out.append(embedder.embed(batch))
                 bar.update(len(batch))
+                if on_batch is not None:
+                    on_batch(len(batch))
         vectors = np.vstack(out) if out else np.zeros((0, embedder.dim), np.float32)
         return vectors, {"name": "local", "actors": 1}
     return step
@@ -190,15 +201,21 @@ def reuse_from(prev: Previous | None) -> Reuse | None:
         return None
     known = {(m.get("sha256"), m.get("extractor")) for m in prev.documents.values()
              if m.get("format", "text") != "text"}
+    # the metadata day of each stored text (layouts stored before dates do not carry it)
+    days = {m["sha256"]: m.get("date") for m in prev.documents.values()
+            if m.get("date_source") == m.get("format")}
 
     def reuse(sha: str, extractor: str) -> Extracted | None:
         if (sha, extractor) not in known:
             return None
         try:
-            return load_extracted(prev.folder / TEXTS, sha, mmap=True)
+            ex = load_extracted(prev.folder / TEXTS, sha, mmap=True)
         except (OSError, ValueError) as e:  # validated at load, so only a vanished folder
             log.warning("cannot reuse the stored text of %s: %s", sha[:12], e)
             return None
+        if ex.layout.date is None and days.get(sha):
+            ex = Extracted(ex.text, replace(ex.layout, date=days[sha]))
+        return ex
     return reuse
 
 
@@ -240,11 +257,14 @@ class Part:
 def build_index(settings: Settings, full: bool = False,
                 embedder: Embedder | None = None,
                 make_step: Callable[[Embedder], EmbedStep] | None = None,
-                optimize: bool = False) -> IndexReport:
+                optimize: bool = False, screen: Screen | None = None,
+                progress: Progress | None = None) -> IndexReport:
     """Bring the index in line with the corpus; publish a new generation if anything changed
     (or, with optimize, if there is more than one segment or any tombstone).
 
-    The caller holds the index lock (see ``store.index_lock``)."""
+    ``screen`` (the folder watcher's) may leave files for a later run: an indexed one keeps
+    its indexed version, a new one waits. The caller holds the index lock (see
+    ``store.index_lock``)."""
     t0 = time.perf_counter()
     index_dir = settings.index_dir
     params = chunk_params(settings)
@@ -259,14 +279,15 @@ def build_index(settings: Settings, full: bool = False,
     lim = limits(settings)
     converter = Converter(lim, reuse_from(prev), ocr_cache=ocr_cache(settings))
     try:
-        scan = scan_corpus(settings.corpus_dir, converter, _known(prev, lim))
+        scan = scan_corpus(settings.corpus_dir, converter, _known(prev, lim), screen,
+                           progress.file if progress is not None else None)
     finally:
         converter.close()
     read = {d.path: d for d in scan.docs}
     added = [d.path for d in scan.docs if d.path not in old]
     changed = [d.path for d in scan.docs if d.path in old and (
         old[d.path]["sha256"] != d.sha256 or old[d.path].get("extractor") != d.extractor)]
-    present = set(read) | set(scan.kept)
+    present = set(read) | set(scan.kept) | {s.path for s in scan.deferred if s.path in old}
     removed = sorted(set(old) - present)
     redo = set(added) | set(changed)
     unchanged = sorted(present - redo)
@@ -274,12 +295,13 @@ def build_index(settings: Settings, full: bool = False,
 
     # the documents that stay where they are, and what the policy wants merged
     stay = {p: dict(old[p]) for p in unchanged}
+    redated = _redate(settings, prev, stay, read)
     stats = _stats(prev, stay, len(redo))
     plan = plan_merge(stats, settings.merge_max_segments, settings.merge_max_dead_share,
                       optimize) if prev else None
     if plan is not None and plan.base == NEW:
         plan = MergePlan(plan.merge, None)
-    if prev is not None and not redo and not removed and plan is None:
+    if prev is not None and not redo and not removed and plan is None and not redated:
         if read_pointer(index_dir)[0] != prev.name:  # damaged or dangling pointer
             point_current(index_dir, prev.name)
             log.warning("repaired %s: it now names %s", CURRENT, prev.name)
@@ -287,7 +309,8 @@ def build_index(settings: Settings, full: bool = False,
         total = int(prev.manifest["chunks"])
         return IndexReport(None, unchanged=n_docs, skipped=scan.skipped, chunks_reused=total,
                            chunks_total=total, seconds=time.perf_counter() - t0,
-                           extracted=converter.extracted, hashed=len(scan.docs))
+                           extracted=converter.extracted, hashed=len(scan.docs),
+                           deferred=scan.deferred)
 
     todo = [read[p] for p in sorted(redo)]
     parts: list[Part] = []
@@ -302,7 +325,7 @@ def build_index(settings: Settings, full: bool = False,
         check_budget(params, embedder)
         dim = embedder.dim
         te = time.perf_counter()
-        parts, engine, n_sent = _embed(settings, todo, embedder, params, make_step)
+        parts, engine, n_sent = _embed(settings, todo, embedder, params, make_step, progress)
         embed_seconds = time.perf_counter() - te
     model = ({"name": embedder.name, "fingerprint": embedder.fingerprint, "dim": embedder.dim,
               "max_tokens": embedder.max_tokens} if embedder else prev.manifest["model"])  # type: ignore[union-attr]
@@ -319,7 +342,10 @@ def build_index(settings: Settings, full: bool = False,
             stay.update(seg_docs)
         for p in removed:
             stay.pop(p, None)
-        documents = {p: _doc_record(stay[p], scan.mtimes.get(p)) for p in sorted(stay)}
+        # a deferred file keeps its indexed mtime: the next run must look at it again
+        waiting = {s.path for s in scan.deferred}
+        documents = {p: _doc_record(stay[p], stay[p].get("mtime_ns") if p in waiting
+                                    else scan.mtimes.get(p)) for p in sorted(stay)}
         segments = _segment_list(index_dir, prev, documents, merged, seg_name)
         _write_generation(settings, name, prev, documents, segments, read, model, params,
                           engine, scanned_ns)
@@ -335,10 +361,47 @@ def build_index(settings: Settings, full: bool = False,
     return IndexReport(name, added, changed, removed, n_docs - len(added) - len(changed),
                        scan.skipped, embedded, total - embedded, total,
                        time.perf_counter() - t0, embed_seconds, n_sent, converter.extracted,
-                       seg_name, [m for m in merged if m != NEW], len(scan.docs))
+                       seg_name, [m for m in merged if m != NEW], len(scan.docs), scan.deferred,
+                       len(redated) if _needs_redate(prev) else 0)
 
 
 NEW = "(new)"  # the segment this run writes, as the merge policy counts it
+
+
+def _needs_redate(prev: Previous | None) -> bool:
+    """Was the previous generation built before documents carried date_source?"""
+    return prev is not None and prev.manifest.get("dates") != DATES_VERSION
+
+
+def _redate(settings: Settings, prev: Previous | None, stay: dict[str, dict[str, Any]],
+            read: dict[str, Document]) -> list[str]:
+    """Bring the dates of documents that stay up to date (in place); returns the paths
+    whose date or source changed. A file read this run (touched, same bytes) takes its fresh
+    date; an index built before date_source reads every date again, once (converted files
+    are converted again for their metadata: their text and vectors are kept)."""
+    changed = []
+    redo_all = _needs_redate(prev)
+    if redo_all and stay:
+        log.warning("the index was built before date filters: reading the dates of %d "
+                    "files again (once)", len(stay))
+    conv = Converter(limits(settings)) if redo_all else None
+    try:
+        for p, rec in stay.items():
+            doc = read.get(p)
+            if doc is None and conv is not None:
+                try:
+                    full = settings.corpus_dir / p
+                    doc = conv.read(full, p) if format_of(full) else read_document(full, p)
+                except (OSError, ValueError) as e:
+                    log.warning("cannot read the date of %s again: %s", p, e)
+            if doc is not None and (doc.date, doc.date_source) != (rec.get("date"),
+                                                                   rec.get("date_source")):
+                rec["date"], rec["date_source"] = doc.date, doc.date_source
+                changed.append(p)
+    finally:
+        if conv is not None:
+            conv.close()
+    return changed if not redo_all else list(stay)
 
 
 def _stats(prev: Previous | None, stay: dict[str, dict[str, Any]], fresh: int
@@ -355,7 +418,7 @@ def _stats(prev: Previous | None, stay: dict[str, dict[str, Any]], fresh: int
 
 
 def _embed(settings: Settings, todo: list[Document], embedder: Embedder, params: ChunkParams,
-           make_step: Callable[[Embedder], EmbedStep] | None
+           make_step: Callable[[Embedder], EmbedStep] | None, progress: Progress | None = None
            ) -> tuple[list[Part], dict[str, Any], int]:
     """Chunk and embed new and changed documents (chunks and their sentences in one call)."""
     new_chunks = {d.path: chunk_document(d, embedder.count_tokens, params) for d in todo}
@@ -363,7 +426,11 @@ def _embed(settings: Settings, todo: list[Document], embedder: Embedder, params:
     sents = [chunk_sentences(c) for c in flat] if settings.sentence_vectors else [[] for _ in flat]
     texts = [embedding_text(c) for c in flat]
     sent_texts = [c.text[a - c.start:b - c.start] for c, ss in zip(flat, sents) for a, b in ss]
-    step = (make_step or (lambda e: local_embed_step(e, settings.embed_batch_size)))(embedder)
+    if progress is not None:
+        progress.embedding(len(texts) + len(sent_texts))
+    step = (make_step or (lambda e: local_embed_step(
+        e, settings.embed_batch_size, progress.embedded if progress is not None else None))
+            )(embedder)
     all_vectors, engine = step(texts + sent_texts)
     if all_vectors.shape != (len(texts) + len(sent_texts), embedder.dim):
         raise RuntimeError(f"embedding step returned {all_vectors.shape}, "
@@ -393,7 +460,7 @@ def _doc_record(rec: dict[str, Any], mtime_ns: int | None) -> dict[str, Any]:
 def _record(d: Document, segment: str, row: int, chunks: int) -> dict[str, Any]:
     """A document's manifest entry."""
     return {"sha256": d.sha256, "size": d.size, "title": d.title, "date": d.date,
-            "chunks": chunks, "segment": segment, "row": row,
+            "date_source": d.date_source, "chunks": chunks, "segment": segment, "row": row,
             **({"format": d.format, "extractor": d.extractor,
                 "text": f"{TEXTS}/{d.sha256}.txt"} if d.format != "text" else {})}
 
@@ -587,6 +654,7 @@ def _write_generation(settings: Settings, name: str, prev: Previous | None,
             "engine": engine,
             "chunks": sum(int(d["chunks"]) for d in documents.values()),
             "scanned_ns": scanned_ns,
+            "dates": DATES_VERSION,
             "segments": segments,
             "documents": documents,
         })

@@ -397,6 +397,10 @@ class FileRecord:
     title: str | None
     date: str | None
     chunks: int
+    date_source: str | None = None  # line, pdf, docx, html, front-matter, mtime
+
+
+FILTER_FORMATS = ("txt", "md", "pdf", "html", "docx")
 
 
 class Generation:
@@ -415,6 +419,10 @@ class Generation:
         self._db_lock = threading.Lock()
         self._chunk_cache: LRU[int, Chunk] = LRU(CHUNK_CACHE)  # read-only data: never stale
         self._extracted: LRU[str, Any] = LRU(EXTRACTED_CACHE)
+        self._users = 0  # questions answering from it now (acquire/release)
+        self.retired_at: float | None = None  # when a newer generation replaced it
+        self._file_days: np.ndarray | None = None
+        self._file_formats: np.ndarray | None = None
         index_dir = folder.parent.parent
         self.segments: list[Any] = []
         try:
@@ -444,7 +452,8 @@ class Generation:
         docs = self.manifest["documents"]
         paths = sorted(docs)
         self.files = [FileRecord(p, docs[p]["sha256"], docs[p]["size"], docs[p].get("title"),
-                                 docs[p].get("date"), docs[p]["chunks"]) for p in paths]
+                                 docs[p].get("date"), docs[p]["chunks"],
+                                 docs[p].get("date_source")) for p in paths]
         self.file_by_path = {f.path: f for f in self.files}
         self._file_index = {f.path: i for i, f in enumerate(self.files)}
         where = {s.name: i for i, s in enumerate(self.segments)}
@@ -576,6 +585,43 @@ class Generation:
             got = load_extracted(self.folder / TEXTS, sha, mmap=True)
             self._extracted.put(sha, got)
         return got
+
+    def file_days(self) -> np.ndarray:
+        """Each file's date as days since 1970-01-01 (very negative: no date), by file id."""
+        if self._file_days is None:
+            from ..text.dates import day_number
+
+            self._file_days = np.array([day_number(f.date) for f in self.files], np.int64)
+        return self._file_days
+
+    def file_formats(self) -> np.ndarray:
+        """Each file's format as filters name it (index into FILTER_FORMATS; -1: other)."""
+        if self._file_formats is None:
+            def code(f: FileRecord) -> int:
+                fmt = self.document_format(f.path)
+                if fmt == "text":
+                    fmt = os.path.splitext(f.path)[1].lower().lstrip(".")
+                return FILTER_FORMATS.index(fmt) if fmt in FILTER_FORMATS else -1
+            self._file_formats = np.array([code(f) for f in self.files], np.int8)
+        return self._file_formats
+
+    # -- lifetime: a replaced generation is closed once no question uses it --------
+
+    def acquire(self) -> Generation:
+        """One more question answers from this generation."""
+        with self._db_lock:
+            self._users += 1
+        return self
+
+    def release(self) -> None:
+        """A question is done with it."""
+        with self._db_lock:
+            self._users -= 1
+
+    @property
+    def in_use(self) -> bool:
+        """Whether a question still answers from it."""
+        return self._users > 0
 
     def segments_by_name(self) -> dict[str, Any]:
         """The loaded segments, for a next generation that names some of them to reuse."""

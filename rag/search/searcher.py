@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import date
 from typing import TYPE_CHECKING
 from importlib import resources
 
@@ -21,9 +22,11 @@ from ..config import Settings
 from ..errors import ConfigError, IndexMismatchError, RagError
 from ..indexing.embedding import Embedder, MicroBatcher, load_embedder
 from ..indexing.lexical import tokenize
-from ..indexing.store import Generation, load_generation, open_current, read_current
+from ..indexing.store import (FILTER_FORMATS, Generation, load_generation, open_current,
+                              read_current)
 from ..lru import LRU
 from ..text.chunking import sentence_spans
+from ..text.dates import EPOCH, NO_DAY
 from ..types import MODES, Answer, Chunk, Hit, IndexInfo, Mode, Passage, RetrieverScore, Span
 from .fusion import rrf, score_fusion
 from .highlight import coverage, question_weights
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PREPARED_PASSAGES = 20_000  # memoised passages (spans + tokens), ~2 KB each
+RETIRE_GRACE_S = 2.0  # a replaced generation stays open this long at least
 MIN_TRIM_SHARE = 0.3  # a chunk trimmed of already-shown text must keep this share to stay
 
 
@@ -66,11 +70,53 @@ N_FEATURES = 4  # answer_features(): top dense, highlight cosine, lexical covera
 
 def file_mask(gen: Generation, globs: Sequence[str] | None) -> np.ndarray | None:
     """Row mask of chunks whose file matches any glob (None: no filter)."""
-    if not globs:
+    return row_mask(gen, Filters(files=tuple(globs) if globs else None))
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which files a question may be answered from (None: any): path globs, an inclusive
+    range of UTC days (a file without a date is left out by either bound), formats."""
+
+    files: tuple[str, ...] | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    formats: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ConfigError(f"date_from={self.date_from} is after date_to={self.date_to}; "
+                              "give date_from <= date_to (both inclusive)")
+        bad = [f for f in self.formats or () if f not in FILTER_FORMATS]
+        if bad:
+            raise ConfigError(f"formats {bad} are not known; use any of "
+                              f"{', '.join(FILTER_FORMATS)}")
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing is filtered."""
+        return not (self.files or self.date_from or self.date_to or self.formats)
+
+
+def row_mask(gen: Generation, filters: Filters | None) -> np.ndarray | None:
+    """Row mask of the chunks whose file passes every filter (None: no filter). Computed per
+    file, then spread over rows: the same mask path for globs, dates and formats."""
+    if filters is None or filters.empty:
         return None
-    ids = [i for i, f in enumerate(gen.files)
-           if any(fnmatch.fnmatchcase(f.path, g) for g in globs)]
-    return np.isin(gen.file_ids, np.asarray(ids, dtype=np.int32))
+    keep = np.ones(len(gen.files), dtype=bool)
+    if filters.files:
+        keep &= np.fromiter((any(fnmatch.fnmatchcase(f.path, g) for g in filters.files)
+                             for f in gen.files), dtype=bool, count=len(gen.files))
+    if filters.date_from or filters.date_to:
+        days = gen.file_days()
+        if filters.date_from:
+            keep &= days >= (filters.date_from - EPOCH).days
+        if filters.date_to:
+            keep &= (days <= (filters.date_to - EPOCH).days) & (days != NO_DAY)
+    if filters.formats:
+        codes = [FILTER_FORMATS.index(f) for f in filters.formats]
+        keep &= np.isin(gen.file_formats(), np.asarray(codes, dtype=np.int8))
+    return keep[gen.file_ids]
 
 
 def _subtract(start: int, end: int, taken: list[tuple[int, int]]) -> tuple[int, int] | None:
@@ -223,6 +269,8 @@ class Searcher:
         self.cache: LRU[str, np.ndarray] = LRU(settings.query_cache_size)
         self._gen: Generation | None = None
         self._reload_lock = threading.Lock()
+        self._retired: list[Generation] = []  # replaced, closed once no question uses them
+        self.retire_grace_s = RETIRE_GRACE_S
         self._batcher: Callable[[str], np.ndarray] | None = None
         self._reader: Reader | None = None
         # Sentence spans and stemmed tokens of passages: document-side work, done once a
@@ -293,8 +341,25 @@ class Searcher:
                 self.settings.index_dir, name, self.settings.hnsw_ef_search,
                 self._gen.segments_by_name() if self._gen is not None else None))
             old, self._gen = self._gen, gen
+            if old is not None:
+                old.retired_at = time.monotonic()
+                self._retired.append(old)
         log.info("now serving generation %s (was %s)", gen.name, old.name if old else None)
+        self.close_retired()
         return True
+
+    def close_retired(self) -> int:
+        """Close the replaced generations no question uses any more (and that were replaced
+        at least retire_grace_s ago: a documents request may have just picked one up); their
+        segments not shared with the new generation go with them. Returns how many."""
+        now = time.monotonic()
+        with self._reload_lock:
+            done = [g for g in self._retired if not g.in_use
+                    and now - (g.retired_at or now) >= self.retire_grace_s]
+            self._retired = [g for g in self._retired if g not in done]
+        for g in done:
+            g.close()
+        return len(done)
 
     # -- the pipeline --------------------------------------------------------
 
@@ -325,15 +390,26 @@ class Searcher:
         return self._reader.fingerprint if self._reader is not None else None
 
     def ask(self, question: str, top_k: int | None = None, mode: Mode = "hybrid",
-            files: Sequence[str] | None = None, read: bool | None = None) -> Answer:
+            files: Sequence[str] | None = None, read: bool | None = None,
+            filters: Filters | None = None) -> Answer:
         """Ranked, cited passages for a question, from one generation. ``read``: let the
-        reader reorder the top passages and judge the answer (None: the settings' default)."""
-        return self.ask_with_features(question, top_k, mode, files, read)[0]
+        reader reorder the top passages and judge the answer (None: the settings' default);
+        ``filters``: dates and formats (and globs) applied inside retrieval, like ``files``."""
+        return self.ask_with_features(question, top_k, mode, files, read, filters)[0]
 
     def ask_with_features(self, question: str, top_k: int | None = None, mode: Mode = "hybrid",
-                          files: Sequence[str] | None = None, read: bool | None = None
-                          ) -> tuple[Answer, tuple[float, ...]]:
+                          files: Sequence[str] | None = None, read: bool | None = None,
+                          filters: Filters | None = None) -> tuple[Answer, tuple[float, ...]]:
         """The answer and the abstention features it was judged on (for calibration)."""
+        gen = self.generation.acquire()  # one generation for the whole answer
+        try:
+            return self._ask(gen, question, top_k, mode, files, read, filters)
+        finally:
+            gen.release()
+
+    def _ask(self, gen: Generation, question: str, top_k: int | None, mode: Mode,
+             files: Sequence[str] | None, read: bool | None, filters: Filters | None
+             ) -> tuple[Answer, tuple[float, ...]]:
         t0 = time.perf_counter()
         question = question.strip()
         top_k = top_k or self.settings.top_k
@@ -341,11 +417,12 @@ class Searcher:
             raise ConfigError(f"mode={mode!r} is not one of {', '.join(MODES)}")
         if not question:
             raise ConfigError("the question is empty; ask something")
-        gen = self.generation  # one generation for the whole answer
         qv = self.embed_query(question)
         t1 = time.perf_counter()
 
-        allowed = file_mask(gen, files)
+        if files:
+            filters = replace(filters or Filters(), files=tuple(files))
+        allowed = row_mask(gen, filters)
         n = max(self.settings.candidates, top_k * 3)
         state = QueryState(qv, question_weights(question, gen.lexical.idf), {})
         dense_hits = self.dense_hits(gen, qv, n, allowed, state.sims)
@@ -504,20 +581,31 @@ class Searcher:
         return got
 
 
-def follow_generations(searcher: Searcher, interval_s: float) -> threading.Event:
+def follow_generations(searcher: Searcher, interval_s: float,
+                       on_switch: Callable[[], None] | None = None,
+                       on_failure: Callable[[], None] | None = None) -> threading.Event:
     """Switch `searcher` to each new valid generation, checking CURRENT every `interval_s` in a
-    daemon thread; set the returned event to stop. A generation that fails to load is logged
-    and the old one keeps serving."""
+    daemon thread, and close the replaced ones once unused; set the returned event to stop.
+    A generation that fails to load is logged and the old one keeps serving."""
     stop = threading.Event()
 
     def watch() -> None:
         while not stop.wait(interval_s):
             try:
-                searcher.reload_if_changed()
+                if searcher.reload_if_changed() and on_switch is not None:
+                    on_switch()
             except RagError as e:
                 log.error("not switching generation: %s", e)
+                if on_failure is not None:
+                    on_failure()
             except Exception:  # keep serving the old generation whatever happens
                 log.exception("generation reload failed")
+                if on_failure is not None:
+                    on_failure()
+            try:
+                searcher.close_retired()
+            except Exception:
+                log.exception("closing a replaced generation failed")
 
     threading.Thread(target=watch, name="generation-watcher", daemon=True).start()
     return stop

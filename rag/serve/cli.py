@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,21 +25,65 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    """Build or update the index."""
+    """Build or update the index (with --watch: keep it in line with the folder)."""
     from ..indexing.build import build_index
-    from ..indexing.store import index_lock
 
     settings = _settings(args)
+    if args.watch:
+        return _watch_index(settings, args)
+    if args.metrics_port is not None:
+        raise ConfigError("--metrics-port is for `rag index --watch`")
     make_step = None
     if args.engine == "ray":
         from ..indexing.distributed import ray_embed_step
 
         make_step = ray_embed_step(settings, args.ray_address, args.embed_actors,
                                    args.embed_batch_size, args.gpus_per_actor)
-    with index_lock(settings.index_dir, args.lock_timeout):
+    from contextlib import closing
+
+    from ..indexing.progress import Progress
+
+    with _index_lock_waiting_for_watcher(settings.index_dir, args.lock_timeout), \
+            closing(Progress(sys.stderr)) as progress:
         report = build_index(settings, full=args.full, make_step=make_step,
-                             optimize=args.optimize)
+                             optimize=args.optimize, progress=progress)
     print(report.summary())  # each skipped file was logged once, with its reason
+    return 0
+
+
+def _index_lock_waiting_for_watcher(index_dir: Path, timeout_s: float) -> Any:
+    """The index lock; while a folder watcher's run holds it, wait for it (and say so)
+    instead of failing."""
+    from ..errors import IndexLockedError
+    from ..indexing.store import index_lock
+    from ..indexing.watch import watcher_pid
+
+    try:
+        with index_lock(index_dir, 0.0):
+            pass
+    except IndexLockedError:
+        pid = watcher_pid(index_dir)
+        if pid is not None:
+            print(f"waiting: the folder watcher (pid {pid}) is indexing {str(index_dir)!r}; "
+                  "this run starts when it is done", file=sys.stderr, flush=True)
+            timeout_s = max(timeout_s, 24 * 3600.0)
+    return index_lock(index_dir, timeout_s)
+
+
+def _watch_index(settings: Any, args: argparse.Namespace) -> int:
+    """`rag index --watch`: follow the folder until interrupted (metrics on --metrics-port)."""
+    from ..indexing.watch import FolderWatcher
+
+    if args.full or args.optimize or args.engine != "local":
+        raise ConfigError("--watch indexes incrementally in this process; leave out --full, "
+                          "--optimize and --engine ray")
+    metrics = None
+    if args.metrics_port is not None:
+        from .metrics import Metrics
+
+        metrics = Metrics()
+        metrics.serve(args.metrics_port, args.metrics_host)
+    FolderWatcher(settings, observer=metrics).run_forever()
     return 0
 
 
@@ -97,12 +140,29 @@ def cmd_text(args: argparse.Namespace) -> int:
     return 0
 
 
+def _filters(args: argparse.Namespace) -> Any:
+    """--date-from, --date-to, --formats as search filters (None: none)."""
+    from ..search.searcher import Filters
+    from ..text.dates import parse_day
+
+    try:
+        lo = parse_day(args.date_from, "--date-from") if args.date_from else None
+        hi = parse_day(args.date_to, "--date-to") if args.date_to else None
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if not (lo or hi or args.formats):
+        return None
+    return Filters(date_from=lo, date_to=hi,
+                   formats=tuple(args.formats) if args.formats else None)
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     """Answer one question from the index."""
     from ..search.searcher import Searcher
 
     searcher = Searcher(_settings(args))
-    answer = searcher.ask(args.question, args.top_k, args.mode, args.files or None)
+    answer = searcher.ask(args.question, args.top_k, args.mode, args.files or None,
+                          filters=_filters(args))
     if args.json:
         print(json.dumps(answer_dict(answer), ensure_ascii=False, indent=2))
         return 0
@@ -129,7 +189,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from ..indexing.build import build_index
     from ..indexing.store import index_lock, list_generations
+    from ..search.searcher import Searcher
     from .http import create_app
+    from .metrics import Metrics
 
     settings = _settings(args)
     if not list_generations(settings.index_dir):
@@ -138,9 +200,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         with index_lock(settings.index_dir, timeout_s=600):
             if not list_generations(settings.index_dir):
                 print(build_index(settings).summary(), file=sys.stderr)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port,
-                log_level="warning" if not args.verbose else "info",
-                limit_concurrency=args.limit_concurrency, timeout_keep_alive=5)
+    searcher = Searcher(settings)
+    metrics = Metrics()
+    app = create_app(settings, searcher, metrics=metrics)
+    watcher = None
+    if args.watch:
+        from ..indexing.watch import FolderWatcher
+
+        def switch(_generation: str) -> None:  # at once, not at the next reload tick
+            if searcher.reload_if_changed():
+                metrics.reloads.inc()
+
+        watcher = FolderWatcher(settings, observer=metrics, busy=app.state.gate.busy,
+                                on_published=switch).start()
+    try:
+        # log_config=None: uvicorn keeps our handlers (one format); our middleware logs
+        # each request, so uvicorn's access log is off
+        uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,
+                    log_level="warning" if not args.verbose else "info",
+                    limit_concurrency=args.limit_concurrency, timeout_keep_alive=5)
+    finally:
+        if watcher is not None:
+            watcher.stop()
     return 0
 
 
@@ -159,8 +240,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Score the service against a gold file; optionally against a baseline, as HTML."""
     from ..errors import ConfigError
     from ..evaluation.compare import format_diff, load_report, with_baseline
-    from ..evaluation.evaluate import (READER, build_report, evaluate, format_table, load_gold,
-                                       make_gates)
+    from ..evaluation.evaluate import (
+        READER,
+        build_report,
+        evaluate,
+        format_table,
+        load_gold,
+        make_gates,
+    )
     from ..search.searcher import Searcher
     from ..types import MODES
 
@@ -256,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="rag", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("--log-format", choices=["text", "json", "auto"], default="auto",
+                        help="log lines on stderr: text, json, or auto (text on a terminal, "
+                        "json otherwise)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("index", help="build or update the index from the corpus")
@@ -271,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embed-batch-size", type=int, default=32)
     p.add_argument("--gpus-per-actor", type=float, default=0.0)
     _add_ocr(p)
+    p.add_argument("--watch", action="store_true",
+                   help="keep following the folder: index each settled burst of changes")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="with --watch: serve Prometheus metrics on this port")
+    p.add_argument("--metrics-host", default="127.0.0.1",
+                   help="with --metrics-port: the address (default 127.0.0.1)")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("ask", help="answer a question with cited passages")
@@ -285,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "it (default off: RAG_READ)")
     p.add_argument("--no-read", dest="read", action="store_const", const=False,
                    help="the fast path, whatever RAG_READ says")
+    p.add_argument("--date-from", help="only documents dated on or after this day (YYYY-MM-DD)")
+    p.add_argument("--date-to", help="only documents dated on or before this day (inclusive)")
+    p.add_argument("--formats", nargs="+", choices=["pdf", "html", "docx", "txt", "md"],
+                   help="only documents of these formats")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("text", help="print the text a file is indexed as (PDF/HTML/DOCX: the "
@@ -300,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--limit-concurrency", type=int, default=256,
                    help="connections above this get 503 at once")
+    p.add_argument("--watch", action="store_true",
+                   help="follow the corpus folder: index changes as they settle and serve "
+                   "them (one watcher per index)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("mcp", help="serve AI assistants over MCP (stdio; --http for HTTP)")
@@ -371,9 +474,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `rag` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    from . import logs
+
+    logs.configure(args.log_format, args.verbose)
     logging.getLogger("rag.ocr").setLevel(logging.INFO)  # one line per OCRed file
     try:
         return int(args.func(args))

@@ -8,6 +8,7 @@ import logging
 import re
 import threading
 from contextlib import asynccontextmanager
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from collections.abc import Container
@@ -17,7 +18,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as Path_
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import Settings
@@ -25,9 +26,11 @@ from ..digest import file_digest
 from ..errors import (ConfigError, DocumentNotFoundError, IndexCorruptError, IndexMismatchError,
                       IndexMissingError, OverloadedError, RagError)
 from ..indexing.store import Generation
-from ..search.searcher import Searcher, follow_generations, place_span
+from ..search.searcher import Filters, Searcher, follow_generations, place_span
 from ..text.corpus import LineIndex
 from ..types import Answer, Span
+from . import logs
+from .metrics import CONTENT_TYPE, Metrics, ObserveRequests, generation_stats
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +65,32 @@ class AskRequest(BaseModel):
                           "together) reorder the top passages, judge `answerable` and mark "
                           "each passage's `answer`. null: the service's default (off unless "
                           "RAG_READ=1); false: the fast path.")
+    date_from: date | None = Field(
+        None, description="Only documents dated on or after this day (ISO, UTC; see "
+                          "GET /documents for each date and its source).")
+    date_to: date | None = Field(
+        None, description="Only documents dated on or before this day (inclusive).")
+    formats: list[Literal["pdf", "html", "docx", "txt", "md"]] | None = Field(
+        None, max_length=5, description="Only documents of these formats.")
 
     @field_validator("question", mode="before")
     @classmethod
     def _strip(cls, v: Any) -> Any:
         return v.strip() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _range(self) -> AskRequest:
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ValueError(f"date_from={self.date_from} is after date_to={self.date_to}; "
+                             "give date_from <= date_to (both inclusive)")
+        return self
+
+    def filters(self) -> Filters | None:
+        """The request's date and format filters (None: none)."""
+        if not (self.date_from or self.date_to or self.formats):
+            return None
+        return Filters(date_from=self.date_from, date_to=self.date_to,
+                       formats=tuple(self.formats) if self.formats else None)
 
 
 class SpanOut(BaseModel):
@@ -168,7 +192,10 @@ class DocumentOut(BaseModel):
     size: int
     chunks: int
     title: str | None
-    date: str | None
+    date: str | None = Field(description="the document's day (UTC), from date_source")
+    date_source: str | None = Field(None, description="where the date came from: line (a "
+                                    "leading `date YYYY-MM-DD` line), pdf, docx (metadata), "
+                                    "html (a <meta> date), front-matter (Markdown), mtime")
     format: str = Field("text", description="text (indexed as it is), pdf, html or docx "
                         "(indexed as its extracted text)")
 
@@ -179,6 +206,7 @@ class DocumentSpanOut(BaseModel):
     path: str
     title: str | None
     date: str | None
+    date_source: str | None = None
     format: str = Field("text", description="text, or the format the file was converted "
                         "from: then the text and offsets are those of the extracted text "
                         "stored with the index")
@@ -265,7 +293,7 @@ def document_span(corpus_dir: Path, gen: Generation, path: str, start: int | Non
     else:  # the text the generation indexed; the file's hash still says if it changed
         text, sha = ex.text, file_digest(full)
     out = DocumentSpanOut(path=path, title=rec.title, date=rec.date,
-                          format=gen.document_format(path), sha256=sha,
+                          date_source=rec.date_source, format=gen.document_format(path), sha256=sha,
                           indexed_sha256=rec.sha256, stale=sha != rec.sha256, length=len(text))
     if start is None and end is None:
         out.text = text
@@ -335,13 +363,20 @@ class Gate:
 
     def __init__(self, limit: int) -> None:
         self._sem = threading.BoundedSemaphore(limit)
+        self.active = 0  # questions in flight (read without a lock: a hint for the watcher)
 
     def __enter__(self) -> None:
         if not self._sem.acquire(blocking=False):
             raise OverloadedError("too many questions in flight; retry shortly")
+        self.active += 1
 
     def __exit__(self, *exc: object) -> None:
+        self.active -= 1
         self._sem.release()
+
+    def busy(self) -> bool:
+        """Whether a question is being answered now."""
+        return self.active > 0
 
 
 class BodyLimit:
@@ -449,10 +484,14 @@ SearcherDep = Annotated[Searcher, Depends(get_searcher)]
 
 
 def create_app(settings: Settings, searcher: Searcher | None = None,
-               watch: bool = True) -> FastAPI:
-    """The service: POST /ask, documents, health; follows new index generations."""
+               watch: bool = True, metrics: Metrics | None = None) -> FastAPI:
+    """The service: POST /ask, documents, health, /metrics; follows new index generations;
+    one log line per request."""
     searcher = searcher or Searcher(settings)
     gate = Gate(settings.max_queue)
+    metrics = metrics or Metrics()
+    metrics.follow_generation(
+        lambda: generation_stats(searcher._gen) if searcher._gen is not None else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
@@ -464,7 +503,9 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
             searcher.reader  # the second model, loaded before the first question that reads
         except RagError as e:
             (log.error if settings.read else log.warning)("the reader cannot load: %s", e)
-        stop = follow_generations(searcher, settings.reload_interval_s) if watch else None
+        stop = (follow_generations(searcher, settings.reload_interval_s,
+                                   metrics.reloads.inc, metrics.reload_failures.inc)
+                if watch else None)
         yield
         if stop is not None:
             stop.set()
@@ -475,8 +516,11 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
                     "citation (file, code-point offsets, 1-based inclusive lines).",
         version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(ObserveRequests, metrics=metrics)  # outermost: sees 413s too
     _offline_docs(app)
     app.state.searcher = searcher
+    app.state.gate = gate
+    app.state.metrics = metrics
 
     async def require_json(request: Request) -> None:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -515,8 +559,15 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
               dependencies=[Depends(require_json)], summary="Ask a question")
     def ask(req: AskRequest, s: SearcherDep) -> Response:
         """Ranked passages that answer the question, each an exact quote with its citation."""
+        ctx = logs.current()
+        if ctx is not None:
+            ctx.mode, ctx.question = req.mode, req.question
         with gate:
-            out = answer_out(s.ask(req.question, req.top_k, req.mode, req.files, req.read))
+            answer = s.ask(req.question, req.top_k, req.mode, req.files, req.read,
+                           req.filters())
+        if ctx is not None:
+            ctx.timings_ms = answer.timings_ms
+        out = answer_out(answer)
         # Serialised here, in the worker thread: FastAPI would validate the model again and
         # hop threads once more to do it (bench: ~1 ms a request).
         return Response(out.model_dump_json(), media_type="application/json")
@@ -554,6 +605,12 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
                  context: Annotated[int, Query(ge=0, le=MAX_CONTEXT)] = 300) -> DocumentSpanOut:
         """The file as it is now (sha256, stale flag); with start/end, that span and context."""
         return document_span(settings.corpus_dir, s.generation, path, start, end, context)
+
+    @app.get("/metrics", response_class=Response, summary="Prometheus metrics")
+    def metrics_text() -> Response:
+        """Requests, /ask latency by stage, the serving generation, the watcher: Prometheus
+        text format (README, "Metrics")."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     @app.get("/healthz", summary="Process alive")
     def healthz() -> dict[str, str]:

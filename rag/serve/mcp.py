@@ -182,8 +182,9 @@ def create_server(settings: Settings, searcher: Searcher | None = None,
     hide = (settings.index_dir, settings.corpus_dir)
 
     def ask(question: str, top_k: int = 5, mode: str = "hybrid",
-            files: list[str] | None = None, read: bool | None = None
-            ) -> Annotated[CallToolResult, AskResult]:
+            files: list[str] | None = None, read: bool | None = None,
+            date_from: str | None = None, date_to: str | None = None,
+            formats: list[str] | None = None) -> Annotated[CallToolResult, AskResult]:
         """Search the documents for passages that answer a question.
 
         Returns up to top_k passages, best first, each an exact quote of a file with its
@@ -192,12 +193,17 @@ def create_server(settings: Settings, searcher: Searcher | None = None,
         with read=true a small model reads the top passages with the question, reorders
         them and may mark a short answer in one (answer, exact offsets; null when unsure);
         `answerable` is false when the documents probably do not answer the question (the
-        passages are then only the closest ones). Quote the text with its citation; never add
-        what the passages do not say."""
+        passages are then only the closest ones). date_from/date_to (inclusive YYYY-MM-DD,
+        UTC) and formats (pdf, html, docx, txt, md) limit the documents searched. Quote the
+        text with its citation; never add what the passages do not say."""
         def run() -> AskResult:
-            req = AskRequest(question=question, top_k=top_k, mode=mode, files=files, read=read)
+            req = AskRequest.model_validate(
+                {"question": question, "top_k": top_k, "mode": mode, "files": files,
+                 "read": read, "date_from": date_from, "date_to": date_to,
+                 "formats": formats})
             with gate:
-                answer = searcher.ask(req.question, req.top_k, req.mode, req.files, req.read)
+                answer = searcher.ask(req.question, req.top_k, req.mode, req.files, req.read,
+                                      req.filters())
             return cited(answer_out(answer), corpus)
         return reply(run, hide)
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..digest import file_digest
 from ..errors import CorpusError
 from ..types import Document
+from .dates import document_date
 from .formats import (FORMATS, Extracted, ExtractError, Limits, check_size, extractor_id,
                       format_of)
 
@@ -90,10 +91,12 @@ def parse_metadata(text: str, path: str) -> tuple[str | None, str | None]:
     return (first or None), None
 
 
-def read_document(path: Path, rel: str) -> Document:
+def read_document(path: Path, rel: str, mtime_ns: int | None = None) -> Document:
     """Read one file; raises ValueError naming the reason it cannot be used."""
     try:
         data = path.read_bytes()
+        if mtime_ns is None:
+            mtime_ns = path.stat().st_mtime_ns
     except OSError as e:
         raise ValueError(f"unreadable ({e.strerror or e})") from e
     try:
@@ -102,8 +105,10 @@ def read_document(path: Path, rel: str) -> Document:
         raise ValueError(f"not valid UTF-8 at byte {e.start}; re-save it as UTF-8") from e
     if not text.replace("\ufeff", "").strip():
         raise ValueError("empty file (no text)")
-    title, date = parse_metadata(text, rel)
-    return Document(rel, text, sha256_bytes(data), len(data), title, date)
+    title, line_date = parse_metadata(text, rel)
+    date, source = document_date(line_date, None, None, text, path.suffix, mtime_ns)
+    return Document(rel, text, sha256_bytes(data), len(data), title, date,
+                    date_source=source)
 
 
 # (source sha256, extractor id) -> the text extracted before, if a generation kept it
@@ -129,7 +134,8 @@ class Converter:
         fmt = format_of(path)
         assert fmt is not None
         try:
-            size = path.stat().st_size
+            st = path.stat()
+            size = st.st_size
             check_size(size, self.limits)  # before hashing a file too big to convert
             sha = file_digest(path)
         except OSError as e:
@@ -142,9 +148,11 @@ class Converter:
                 self._worker = ExtractionWorker(self.limits)
             ex = self._extract(path, rel, fmt, sha)
             self.extracted.append(rel)
-        title, date = parse_metadata(ex.text, rel)
+        title, line_date = parse_metadata(ex.text, rel)
+        date, source = document_date(line_date, ex.layout.date, fmt, ex.text, path.suffix,
+                                     st.st_mtime_ns)
         return Document(rel, ex.text, sha, size, ex.layout.title or title, date, fmt, version,
-                        ex.layout)
+                        ex.layout, source)
 
     def _extract(self, path: Path, rel: str, fmt: str, sha: str) -> Extracted:
         """Extract in the worker; OCR pages come from and go to the cache, one progress
@@ -209,21 +217,32 @@ def load_corpus(corpus_dir: Path, converter: Converter | None = None
 Known = Callable[[str, os.stat_result], bool]
 
 
+# (corpus path, os.stat of the file) -> a reason not to read it in this run (None: read it)
+Screen = Callable[[str, os.stat_result], "str | None"]
+
+
 @dataclass
 class Scan:
     """A corpus walk for `rag index`: the files read, the files the index vouches for by
-    size and mtime (not read), the files skipped, and every file's mtime."""
+    size and mtime (not read), the files skipped, the files deferred to a later run (the
+    screen's: still being written, failed before), and every file's mtime."""
 
     docs: list[Document]
     kept: list[str]
     skipped: list[Skipped]
     mtimes: dict[str, int]
+    deferred: list[Skipped] = field(default_factory=list)
 
 
-def scan_corpus(corpus_dir: Path, converter: Converter, known: Known) -> Scan:
-    """Like load_corpus, but a file `known` vouches for is neither read nor hashed."""
+def scan_corpus(corpus_dir: Path, converter: Converter, known: Known,
+                screen: Screen | None = None,
+                progress: Callable[[str, int, int], None] | None = None) -> Scan:
+    """Like load_corpus, but a file `known` vouches for is neither read nor hashed, and a
+    file `screen` gives a reason for is left for a later run. ``progress(path, files looked
+    at, files in all)`` is called before each file is read."""
     scan = Scan([], [], [], {})
-    for p in list_files(corpus_dir):
+    files = list_files(corpus_dir)
+    for i, p in enumerate(files):
         rel = p.relative_to(corpus_dir).as_posix()
         try:
             st = p.stat()
@@ -231,6 +250,12 @@ def scan_corpus(corpus_dir: Path, converter: Converter, known: Known) -> Scan:
             if known(rel, st):
                 scan.kept.append(rel)
                 continue
+            why = screen(rel, st) if screen is not None else None
+            if why:
+                scan.deferred.append(Skipped(rel, why))
+                continue
+            if progress is not None:
+                progress(rel, i, len(files))
             scan.docs.append(converter.read(p, rel))
         except OSError as e:
             log.warning("skipping %s: %s", rel, e)

@@ -71,6 +71,8 @@ class Layout:
     # bottom left, unrotated page), NaN for characters that are not glyphs (joins, breaks)
     boxes: np.ndarray | None = field(default=None, compare=False, repr=False)
     ocr_pages: tuple[int, ...] = ()  # PDF: the pages whose text is OCR (1-based)
+    # the day the file's own metadata gives (PDF/DOCX properties, HTML <meta>), UTC
+    date: str | None = None
 
     def page_of(self, offset: int) -> int | None:
         """1-based page holding the character at ``offset`` (None: not a PDF)."""
@@ -117,7 +119,7 @@ class Layout:
         """The layout without the boxes (those go to their own .npy file)."""
         out = {"format": self.format, "extractor": self.extractor, "title": self.title,
                "pages": list(self.pages), "sections": [list(s) for s in self.sections],
-               "paragraphs": list(self.paragraphs)}
+               "paragraphs": list(self.paragraphs), "date": self.date}
         if self.ocr_pages:
             out["ocr_pages"] = list(self.ocr_pages)
         return out
@@ -129,7 +131,7 @@ class Layout:
                    tuple(data.get("pages", ())),
                    tuple((int(a), str(h), i) for a, h, i in data.get("sections", ())),
                    tuple(data.get("paragraphs", ())), boxes,
-                   tuple(int(p) for p in data.get("ocr_pages", ())))
+                   tuple(int(p) for p in data.get("ocr_pages", ())), data.get("date"))
 
 
 @dataclass(frozen=True)

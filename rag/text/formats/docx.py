@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from ..dates import iso_day
 from . import Extracted, ExtractError, Layout, Limits
 
 VERSION = 1
@@ -78,6 +79,10 @@ def extract_docx(path: Path, limits: Limits) -> Extracted:
     sections: list[tuple[int, str, str | None]] = []
     length = 0
     title = (d.core_properties.title or "").strip()
+    try:
+        day = iso_day(d.core_properties.created) or iso_day(d.core_properties.modified)
+    except ValueError:  # a malformed date property: no date from the metadata
+        day = None
     for item in d.iter_inner_content():
         if hasattr(item, "rows"):
             block = "\n".join(_table_lines(item))
@@ -102,4 +107,4 @@ def extract_docx(path: Path, limits: Limits) -> Extracted:
                                "(RAG_EXTRACT_MAX_CHARS)")
     return Extracted("".join(parts), Layout("docx", extractor_id(), title or None,
                                             sections=tuple(sections),
-                                            paragraphs=tuple(paragraphs)))
+                                            paragraphs=tuple(paragraphs), date=day))

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..dates import html_meta_day
 from . import Extracted, ExtractError, Layout, Limits
 
 VERSION = 1
@@ -95,6 +96,9 @@ def extract_html(path: Path, limits: Limits) -> Extracted:
         raise ExtractError(f"not readable as HTML ({e})") from e
     title_node = tree.css_first("head > title") or tree.css_first("title")
     title = _SPACE.sub(" ", title_node.text(deep=True)).strip() if title_node else ""
+    day = html_meta_day([(m.attributes.get("name") or m.attributes.get("property")
+                          or m.attributes.get("itemprop") or "",
+                          m.attributes.get("content") or "") for m in tree.css("meta")])
     out = _Text()
     sections: list[tuple[int, str, str | None]] = []
     root = tree.root
@@ -159,4 +163,4 @@ def extract_html(path: Path, limits: Limits) -> Extracted:
     if not text.strip():
         raise ExtractError("no visible text")
     return Extracted(text, Layout("html", extractor_id(), title or None,
-                                  sections=tuple(sections)))
+                                  sections=tuple(sections), date=day))

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..dates import pdf_metadata_day
 from . import NO_TEXT_LAYER, Box, Extracted, ExtractError, Layout, Limits
 from .ocr import OcrRun, describe
 
@@ -152,12 +153,14 @@ def extract_pdf(path: Path, limits: Limits, ocr: OcrRun | None = None) -> Extrac
         if not text.strip():
             raise ExtractError(_no_text(run, n))
         title = (doc.get_metadata_value("Title") or "").strip() or None
+        day = pdf_metadata_day({k: doc.get_metadata_value(k) for k in ("CreationDate",
+                                                                      "ModDate")})
     finally:
         doc.close()
     arr = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     assert len(arr) == len(text)
     layout = Layout("pdf", f"{extractor_id()}; {describe(run.opts)}", title, tuple(pages),
-                    boxes=arr, ocr_pages=tuple(run.report.ocred))
+                    boxes=arr, ocr_pages=tuple(run.report.ocred), date=day)
     return Extracted(text, layout, run.report)
 
 
