@@ -415,16 +415,19 @@ def test_lock_timeout_waits_for_the_holder_then_succeeds(indexed: Settings) -> N
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         err, out = proc.stderr, proc.stdout
         assert err is not None and out is not None
-        lines: queue.Queue[str] = queue.Queue()
-        reader = threading.Thread(target=lambda: [lines.put(ln) for ln in err], daemon=True)
+        lines: queue.Queue[str | None] = queue.Queue()
+        reader = threading.Thread(target=lambda: [*map(lines.put, err), lines.put(None)],
+                                  daemon=True)
         reader.start()
         said: list[str] = []
         while not any("waiting up to 60 s" in ln for ln in said):
-            said.append(lines.get(timeout=300))  # bounded: Empty fails the test
+            line = lines.get(timeout=300)  # bounded: Empty fails the test
+            assert line is not None, f"the child ended without waiting: {''.join(said)}"
+            said.append(line)
         assert proc.poll() is None, said
         assert read_current(indexed.index_dir) == "g-000001"
     stdout = out.read()
-    assert proc.wait(timeout=300) == 0, "".join(said) + "".join(list(lines.queue))
+    assert proc.wait(timeout=300) == 0, "".join(said) + "".join(ln for ln in lines.queue if ln)
     assert report_line(stdout).group(7) == "g-000002"
 
 
