@@ -40,7 +40,7 @@ from rag.indexing import store
 from rag.indexing.build import IndexReport, build_index
 from rag.indexing.dense import DenseIndex
 from rag.indexing.embedding import FakeEmbedder
-from rag.indexing.lexical import LexicalIndex, Postings
+from rag.indexing.lexical import Postings
 from rag.indexing.store import (MANIFEST, index_lock, load_generation,
                                 open_current, read_current, validate_folder)
 from rag.search.searcher import Searcher
