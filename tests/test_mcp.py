@@ -179,19 +179,27 @@ def http_connection(corpus: Path, index: Path, log: Path, attempts: int = 3
 
 # ---------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="module", params=["stdio", "http"])
-def conn(request: pytest.FixtureRequest, real_index: Settings,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Connection]:
-    """One `rag mcp` per transport over its own editable copy of the real corpus and index."""
-    root = tmp_path_factory.mktemp(f"mcp-{request.param}")
+@contextmanager
+def _served_copy(transport: str, real_index: Settings, root: Path) -> Iterator[Connection]:
+    """`rag mcp` over its own editable copy of the real corpus and index."""
     corpus, index = root / "corpus", root / "index"
     shutil.copytree(CORPUS, corpus)
     for p in corpus.rglob("*"):
         if p.is_file():
             p.chmod(0o644)  # the originals are read-only; the hot-reload test edits a copy
     shutil.copytree(real_index.index_dir, index, ignore=shutil.ignore_patterns(".lock"))
-    opener = stdio_connection if request.param == "stdio" else http_connection
+    opener = stdio_connection if transport == "stdio" else http_connection
     with opener(corpus, index, root / "server.log") as c:
+        yield c
+        assert c.faults == [], c.faults  # nothing but protocol messages on the wire
+
+
+@pytest.fixture(scope="module", params=["stdio", "http"])
+def conn(request: pytest.FixtureRequest, real_index: Settings,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Connection]:
+    """One `rag mcp` per transport, shared by the module's tests (none of them edits it)."""
+    with _served_copy(request.param, real_index,
+                      tmp_path_factory.mktemp(f"mcp-{request.param}")) as c:
         yield c
 
 
@@ -416,9 +424,17 @@ def test_missing_index_error_names_rag_index_and_hides_the_path(conn: Connection
 
 # ---------------------------------------------------------------- hot reload, then hygiene
 
-def test_follows_a_reindex_without_restart(conn: Connection, real_embedder: Any) -> None:
-    """Edit a file of the server's corpus copy, re-index it the way `rag index` does: the
-    running server switches to the new generation and cites the new text exactly."""
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_follows_a_reindex_without_restart(transport: str, real_index: Settings,
+                                          real_embedder: Any, tmp_path: Path) -> None:
+    """Edit a file of a server's own corpus copy, re-index it the way `rag index` does: the
+    running server switches to the new generation and cites the new text exactly. (Its own
+    server: the module's shared one keeps the index the other tests compare with.)"""
+    with _served_copy(transport, real_index, tmp_path) as conn:
+        _reindex_and_follow(conn, real_embedder)
+
+
+def _reindex_and_follow(conn: Connection, real_embedder: Any) -> None:
     before = conn.ok("list_documents")["generation"]
     path = conn.corpus / "sco-ai-cooperation-2025-09-01.txt"
     text = file_text(path)
@@ -441,5 +457,7 @@ def test_follows_a_reindex_without_restart(conn: Connection, real_embedder: Any)
 
 
 def test_nothing_but_protocol_messages_on_the_wire(conn: Connection) -> None:
-    """No transport fault was seen (a stray print on a stdio server's stdout would be one)."""
+    """No transport fault so far (a stray print on a stdio server's stdout would be one);
+    the fixture checks again when the server stops, after every test that used it."""
+    conn.ok("list_documents")
     assert conn.faults == [], conn.faults

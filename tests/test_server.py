@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
+from rag.errors import ConfigError
+
 from .conftest import CORPUS
-from .serverutil import HOST, Server, running_server
+from .serverutil import (HOST, ROOT, Server, free_port, process_on_free_port, running_server,
+                         wait_alive)
 
 QUESTIONS = ["What share of the world's population lives in SCO countries?",
              "Which company trained farmers in Ussuriysk to use automatic navigation?",
@@ -175,3 +183,114 @@ def test_raw_traversal_over_http(served: Served) -> None:
         assert status in (400, 404), (t, status, body[:200])
         assert b"root:x:0:0" not in body and b"Traceback" not in body
     assert raw_get(server.port, f"/documents/{sorted(corpus.iterdir())[0].name}")[0] == 200
+
+
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The app under plain uvicorn on an empty index folder (no index build, no model load):
+    alive, answering 503 to questions and 413 to bodies over the limit."""
+    base = tmp_path_factory.mktemp("bare")
+    (base / "index").mkdir()
+
+    def command(port: int) -> list[str]:
+        return [sys.executable, "-c", ("import uvicorn\nfrom rag.config import Settings\n"
+                "from rag.serve.http import create_app\n"
+                f"uvicorn.run(create_app(Settings()), host={HOST!r}, port={port})\n")]
+
+    env = {"RAG_INDEX_DIR": str(base / "index"), "RAG_CORPUS_DIR": str(CORPUS)}
+    with process_on_free_port(command, base / "bare.log", wait_alive, 120, env) as server:
+        yield server
+
+
+def test_oversized_body_sent_slowly_still_reads_413(bare: Server) -> None:
+    """A 2 MiB body (over the 64 KiB limit, under DRAIN_BYTES) sent in small pieces with
+    pauses, by a client that asks to close: the server reads it to its end before the 413,
+    so no piece hits a reset connection and the answer is read whole."""
+    server = bare
+    size, piece = 2 * 1024 * 1024, 64 * 1024
+    with socket.create_connection((HOST, server.port), timeout=30) as s:
+        s.sendall(f"POST /ask HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {size}\r\nConnection: close\r\n\r\n".encode())
+        for _ in range(size // piece):  # 32 pieces: the server has long answered by the end
+            s.sendall(b"x" * piece)
+            time.sleep(0.02)
+        data = b""
+        while len(data) < 1 << 20 and (chunk := s.recv(65536)):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"413", data[:300]
+    assert json.loads(body)["error"] == "request body too large"
+
+
+def test_oversized_chunked_body_sent_slowly_still_reads_413(bare: Server) -> None:
+    """The same without a Content-Length: the limit trips while the body streams in."""
+    server = bare
+    piece = 64 * 1024
+    with socket.create_connection((HOST, server.port), timeout=30) as s:
+        s.sendall(f"POST /ask HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+                  "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode())
+        for _ in range(32):
+            s.sendall(b"%x\r\n" % piece + b"x" * piece + b"\r\n")
+            time.sleep(0.02)
+        s.sendall(b"0\r\n\r\n")
+        data = b""
+        while len(data) < 1 << 20 and (chunk := s.recv(65536)):
+            data += chunk
+    assert data.split()[1] == b"413", data[:300]
+
+
+def _start_refused(command: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run a server start that must refuse, with RAG_READER_QUANTIZED=0 and the bundled
+    (int8-only) reader; bounded."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAG_READER_QUANTIZED": "0",
+           "RAG_INDEX_DIR": str(tmp_path / "index"), "RAG_CORPUS_DIR": str(CORPUS)}
+    env.pop("RAG_READER_DIR", None)
+    (tmp_path / "index").mkdir()
+    return subprocess.run(command, check=False, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_serve_refuses_fp32_reader_not_shipped_in_one_line(tmp_path: Path) -> None:
+    """`rag serve` with RAG_READER_QUANTIZED=0: one line naming the setting and the fix, no
+    traceback, and no index built first."""
+    r = _start_refused([sys.executable, "-m", "rag.serve.cli", "serve", "--host", HOST,
+                        "--port", str(free_port())], tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: RAG_READER_QUANTIZED=0"), r.stderr
+    assert "unset RAG_READER_QUANTIZED" in lines[0] and "Traceback" not in r.stderr
+    assert not any((tmp_path / "index").iterdir())
+
+
+def test_app_lifespan_turns_config_error_into_one_line(tmp_path: Path) -> None:
+    """The app under plain uvicorn (no CLI check first): the lifespan's ConfigError stops
+    start-up with one line, not Starlette's traceback."""
+    script = ("import uvicorn\nfrom rag.config import Settings\n"
+              "from rag.serve.http import create_app\n"
+              f"uvicorn.run(create_app(Settings()), host={HOST!r}, port={free_port()})\n")
+    r = _start_refused([sys.executable, "-c", script], tmp_path)
+    assert r.returncode == 3, (r.returncode, r.stderr[-2000:])  # uvicorn: startup failed
+    assert "Traceback" not in r.stderr, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if "RAG_READER_QUANTIZED" in ln]
+    assert len(errors) == 1 and "cannot start: RAG_READER_QUANTIZED=0" in errors[0], r.stderr
+
+
+def test_fp32_reader_served_when_its_card_ships_one(tmp_path: Path) -> None:
+    """A reader folder whose card lists an fp32 file: the setting is accepted and that file
+    is the one loaded."""
+    from rag.config import Settings
+    from rag.search.reader.runtime import CARD, Reader, bundled_dir
+    from rag.search.searcher import check_reader_setting
+
+    folder = tmp_path / "reader"
+    shutil.copytree(bundled_dir(), folder)
+    card = json.loads((folder / CARD).read_text())
+    int8 = card["files"]["int8"]
+    shutil.copy(folder / int8, folder / "reader-fp32.onnx")  # stands in for a float32 export
+    card["files"]["fp32"] = "reader-fp32.onnx"
+    card["sha256"]["reader-fp32.onnx"] = card["sha256"][int8]
+    (folder / CARD).write_text(json.dumps(card))
+    check_reader_setting(Settings(reader_dir=folder, reader_quantized=False))
+    assert Reader(folder, quantized=False).file == folder / "reader-fp32.onnx"
+    with pytest.raises(ConfigError, match="RAG_READER_QUANTIZED=0"):
+        check_reader_setting(Settings(reader_quantized=False))  # the bundled card: int8 only

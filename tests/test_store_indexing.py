@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import re
 import shutil
 import sqlite3
@@ -39,7 +40,7 @@ from rag.indexing import store
 from rag.indexing.build import IndexReport, build_index
 from rag.indexing.dense import DenseIndex
 from rag.indexing.embedding import FakeEmbedder
-from rag.indexing.lexical import LexicalIndex
+from rag.indexing.lexical import Postings
 from rag.indexing.store import (MANIFEST, index_lock, load_generation,
                                 open_current, read_current, validate_folder)
 from rag.search.searcher import Searcher
@@ -405,17 +406,28 @@ def test_lock_timeout_waits_for_the_holder_then_succeeds(indexed: Settings) -> N
     t.join()
     assert got_at >= released_at[0]
 
-    # through the CLI: still waiting while the lock is held, done once it is released
+    # through the CLI: the child says it waits for the lock (it has tried and found it held),
+    # publishes nothing while it is held, and indexes once it is released
     append(indexed.corpus_dir, CHANGED)
     with index_lock(indexed.index_dir):
         proc = subprocess.Popen(
             [sys.executable, "-m", "rag.serve.cli", *index_args(indexed, "--lock-timeout", "60")],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(2.0)
-        still_waiting = proc.poll() is None
-    stdout, stderr = proc.communicate(timeout=60)
-    assert still_waiting, stderr
-    assert proc.returncode == 0, stderr
+        err, out = proc.stderr, proc.stdout
+        assert err is not None and out is not None
+        lines: queue.Queue[str | None] = queue.Queue()
+        reader = threading.Thread(target=lambda: [*map(lines.put, err), lines.put(None)],
+                                  daemon=True)
+        reader.start()
+        said: list[str] = []
+        while not any("waiting up to 60 s" in ln for ln in said):
+            line = lines.get(timeout=300)  # bounded: Empty fails the test
+            assert line is not None, f"the child ended without waiting: {''.join(said)}"
+            said.append(line)
+        assert proc.poll() is None, said
+        assert read_current(indexed.index_dir) == "g-000001"
+    stdout = out.read()
+    assert proc.wait(timeout=300) == 0, "".join(said) + "".join(ln for ln in lines.queue if ln)
     assert report_line(stdout).group(7) == "g-000002"
 
 
@@ -423,20 +435,20 @@ def test_lock_timeout_waits_for_the_holder_then_succeeds(indexed: Settings) -> N
 
 @pytest.fixture
 def load_spy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every time FAISS or BM25 files are read."""
+    """Records every time FAISS or BM25 files are read (the loaders segments.py calls)."""
     calls: list[str] = []
-    real_dense, real_lexical = DenseIndex.load, LexicalIndex.load
+    real_dense, real_postings = DenseIndex.load, Postings.load
 
-    def dense_load(path: Path, *a: Any) -> DenseIndex:
+    def dense_load(path: Path, *a: Any, **kw: Any) -> DenseIndex:
         calls.append(f"dense {path}")
-        return real_dense(path, *a)
+        return real_dense(path, *a, **kw)
 
-    def lexical_load(folder: Path, *a: Any) -> LexicalIndex:
+    def postings_load(folder: Path, *a: Any, **kw: Any) -> Postings:
         calls.append(f"lexical {folder}")
-        return real_lexical(folder, *a)
+        return real_postings(folder, *a, **kw)
 
     monkeypatch.setattr(DenseIndex, "load", staticmethod(dense_load))
-    monkeypatch.setattr(LexicalIndex, "load", staticmethod(lexical_load))
+    monkeypatch.setattr(Postings, "load", staticmethod(postings_load))
     return calls
 
 
@@ -488,8 +500,9 @@ def test_flipped_byte_in_any_file_is_caught_before_faiss_loads(
             assert load_spy == [], f"{rel}@{pos}: index files were read before validation"
             shutil.rmtree(idx)
     assert cases == 3 * len(files)
-    load_generation(two_generations.index_dir, "g-000002").close()  # the spy is live
+    load_generation(two_generations.index_dir, "g-000002").close()  # both spies are live
     assert any(c.endswith("dense.faiss") for c in load_spy)
+    assert any(c.startswith("lexical ") and c.endswith("lexical") for c in load_spy)
 
 
 def test_truncated_file_is_caught_before_faiss_loads(

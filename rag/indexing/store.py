@@ -110,6 +110,7 @@ def index_lock(index_dir: Path, timeout_s: float = 0.0) -> Iterator[None]:
     index_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(index_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + timeout_s
+    waiting = False
     try:
         while True:
             try:
@@ -123,6 +124,10 @@ def index_lock(index_dir: Path, timeout_s: float = 0.0) -> Iterator[None]:
                         f"another `rag index` is running on {str(index_dir)!r}; wait for it "
                         "to finish, or pass --lock-timeout SECONDS to wait for it"
                     ) from None
+                if not waiting:
+                    waiting = True
+                    log.warning("waiting up to %.0f s for another `rag index` on %s",
+                                timeout_s, index_dir)
                 time.sleep(0.1)
         yield
     finally:

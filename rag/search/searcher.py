@@ -257,6 +257,24 @@ def place(gen: Generation, p: Passage) -> Passage:
                    heading=w.heading, heading_id=w.heading_id, paragraph=w.paragraph)
 
 
+def check_reader_setting(s: Settings) -> None:
+    """ConfigError when RAG_READER_QUANTIZED=0 asks for a float32 reader its card does not ship."""
+    if s.reader_quantized:
+        return
+    from .reader.runtime import CARD, bundled_dir
+
+    card = (s.reader_dir or bundled_dir()) / CARD
+    if not card.is_file():
+        return  # the Reader says what is missing, and how to get one
+    files = json.loads(card.read_text()).get("files", {})
+    if "fp32" not in files:
+        raise ConfigError(
+            f"RAG_READER_QUANTIZED=0 asks for the reader's float32 model, but {card} lists only "
+            f"{', '.join(sorted(files)) or 'no file'}: unset RAG_READER_QUANTIZED (int8 is the "
+            "default and measured the same figures) or set RAG_READER_DIR to a reader that "
+            "ships an fp32 file")
+
+
 class Searcher:
     """Answers questions from the current index generation; follows re-indexes."""
 
@@ -381,6 +399,7 @@ class Searcher:
                     from .reader.runtime import Reader
 
                     s = self.settings
+                    check_reader_setting(s)
                     self._reader = Reader(s.reader_dir, s.reader_quantized, s.reader_threads)
         return self._reader
 

@@ -191,10 +191,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..indexing.build import build_index
     from ..indexing.store import index_lock, list_generations
     from ..search.searcher import Searcher
+    from ..search.searcher import check_reader_setting
     from .http import create_app
     from .metrics import Metrics
 
     settings = _settings(args)
+    check_reader_setting(settings)  # before a long index build, not after it
     if not list_generations(settings.index_dir):
         print(f"no index in {settings.index_dir}: building it from {settings.corpus_dir} ...",
               file=sys.stderr)

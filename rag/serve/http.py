@@ -26,7 +26,8 @@ from ..digest import file_digest
 from ..errors import (ConfigError, DocumentNotFoundError, IndexCorruptError, IndexMismatchError,
                       IndexMissingError, OverloadedError, RagError)
 from ..indexing.store import Generation
-from ..search.searcher import Filters, Searcher, follow_generations, place_span
+from ..search.searcher import (Filters, Searcher, check_reader_setting, follow_generations,
+                               place_span)
 from ..text.corpus import LineIndex
 from ..types import Answer, Span
 from . import logs
@@ -379,8 +380,58 @@ class Gate:
         return self.active > 0
 
 
+class OneLineStartup:
+    """ASGI middleware: a ConfigError at start-up stops the server with its message in one
+    line, not a traceback (Starlette would send the formatted traceback)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            return await self.app(scope, receive, send)
+        held: list[Any] = []
+
+        async def hold_failure(msg: Any) -> None:
+            if msg["type"] == "lifespan.startup.failed":
+                held.append(msg)  # sent below: one line for a ConfigError, else as it was
+            else:
+                await send(msg)
+
+        try:
+            await self.app(scope, receive, hold_failure)
+        except ConfigError as e:
+            if not held:
+                raise
+            await send({"type": "lifespan.startup.failed", "message": f"cannot start: {e}"})
+        except BaseException:
+            for msg in held:
+                await send(msg)
+            raise
+
+
+# Bodies over the limit but within this bound are read and thrown away before the 413, so a
+# client still sending sees the answer; the server closing on unread bytes resets the
+# connection (the client gets a broken pipe instead). Larger ones are refused at once.
+DRAIN_BYTES = 8 * 1024 * 1024
+
+
+async def _drain(receive: Any, seen: int) -> bool:
+    """Read and discard the rest of a request body, up to DRAIN_BYTES in all; True when its
+    end was reached."""
+    while seen <= DRAIN_BYTES:
+        msg = await receive()
+        if msg["type"] != "http.request":
+            return False
+        seen += len(msg.get("body", b""))
+        if not msg.get("more_body", False):
+            return True
+    return False
+
+
 class BodyLimit:
-    """ASGI middleware: reject request bodies over `limit` bytes with 413."""
+    """ASGI middleware: reject request bodies over `limit` bytes with 413 (read to their end
+    first when under DRAIN_BYTES)."""
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app = app
@@ -392,10 +443,12 @@ class BodyLimit:
         for k, v in scope.get("headers", []):
             if k == b"content-length":
                 try:
-                    too_big = int(v) > self.limit
+                    declared = int(v)
                 except ValueError:
-                    too_big = False
-                if too_big:
+                    declared = 0
+                if declared > self.limit:
+                    if declared <= DRAIN_BYTES:
+                        await _drain(receive, 0)
                     return await self._reject(send)
         seen = 0
 
@@ -405,6 +458,8 @@ class BodyLimit:
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
+                    if msg.get("more_body", False):
+                        await _drain(receive, seen)
                     raise _TooLarge(self.limit)
             return msg
 
@@ -495,6 +550,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        check_reader_setting(settings)  # a setting that cannot work: stop (OneLineStartup)
         try:
             searcher.generation  # load at start when possible; 503s until then
         except RagError as e:
@@ -517,6 +573,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
         version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(ObserveRequests, metrics=metrics)  # outermost: sees 413s too
+    app.add_middleware(OneLineStartup)  # outermost: a start-up ConfigError in one line
     _offline_docs(app)
     app.state.searcher = searcher
     app.state.gate = gate
