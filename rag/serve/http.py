@@ -572,7 +572,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
                     "citation (file, code-point offsets, 1-based inclusive lines).",
         version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(ObserveRequests, metrics=metrics)  # outermost: sees 413s too
+    app.add_middleware(ObserveRequests, metrics=metrics)  # outside BodyLimit: sees 413s too
     app.add_middleware(OneLineStartup)  # outermost: a start-up ConfigError in one line
     _offline_docs(app)
     app.state.searcher = searcher
