@@ -36,7 +36,7 @@ class Reading:
 
 
 def bundled_dir() -> Path:
-    return Path(str(resources.files("rag").joinpath("models", "reader")))
+    return Path(str(resources.files("rag").joinpath("models").joinpath("reader")))
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
