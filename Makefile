@@ -33,13 +33,11 @@ index: setup
 serve: setup
 	$(BIN)/rag serve --host $(HOST) --port $(PORT)
 
+# Static checks first (versions pinned in the test extra, configured in pyproject.toml).
 test: setup
+	$(BIN)/ruff check rag tests bench eval
+	$(BIN)/mypy rag
 	$(BIN)/python -m pytest -q -ra -m "not soak"
-
-# Slower steady-state checks kept out of `make test` (CI runs them too): memory and open
-# files over 100 generation reloads.
-soak: setup
-	$(BIN)/python -m pytest -q -ra -m soak tests
 
 # Reports: eval/report-dev.html and eval/report-own.html (and their JSON). The previous
 # run's JSON, when there is one, is the baseline the new report compares against.

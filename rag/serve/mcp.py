@@ -61,7 +61,7 @@ class CitedPassage(PassageOut):
 class AskResult(AskResponse):
     """The answer of POST /ask; each passage also carries its citation."""
 
-    passages: list[CitedPassage]
+    passages: list[CitedPassage]  # type: ignore[assignment]  # pydantic narrows the field
 
 
 class SpanRequest(BaseModel):
