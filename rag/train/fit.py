@@ -263,7 +263,7 @@ def calibrate(reader_dir: Path, data: Path, seed: int, work: Path, candidates: i
     int8 = Reader(reader_dir, quantized=True, threads=0)
     t8 = time.perf_counter()
     if candidates:
-        head, k, table = "relevance", candidates, []
+        head, k, table = "relevance", candidates, list[dict[str, Any]]()
         reads8 = read_all(int8, asked, k)
     else:
         reads8 = read_all(int8, asked, max(READS))
