@@ -35,12 +35,14 @@ def questions(gold: Path, n: int) -> list[str]:
     return list(seen)[:n]
 
 
-def inprocess(corpus: Path, index: Path, qs: list[str]) -> dict[str, Any]:
+def inprocess(corpus: Path, index: Path, qs: list[str], reader: Path | None
+              ) -> dict[str, Any]:
     """p50 of the fast path and the reader, alternating blocks, every question asked once
     by each path (a path never sees a question twice: the cache is off)."""
     from rag import Searcher, Settings
 
-    s = Searcher(Settings(corpus_dir=corpus, index_dir=index, query_cache_size=0))
+    s = Searcher(Settings(corpus_dir=corpus, index_dir=index, query_cache_size=0,
+                          reader_dir=reader))
     for q in qs[:5]:  # warm-up: model loads, first ONNX runs (not timed)
         s.ask(q, 5, "hybrid", read=False)
         s.ask(q, 5, "hybrid", read=True)
@@ -64,10 +66,11 @@ def inprocess(corpus: Path, index: Path, qs: list[str]) -> dict[str, Any]:
     return out
 
 
-def http(corpus: Path, index: Path, qs: list[str], seconds: float, log: Path
-         ) -> dict[str, Any]:
+def http(corpus: Path, index: Path, qs: list[str], seconds: float, log: Path,
+         reader: Path | None) -> dict[str, Any]:
     """A real server at 8 concurrent clients (httpx), fast path then reader."""
-    srv = start_server(index, corpus, log, {"RAG_QUERY_CACHE_SIZE": "0"})
+    env = {"RAG_QUERY_CACHE_SIZE": "0", **({"RAG_READER_DIR": str(reader)} if reader else {})}
+    srv = start_server(index, corpus, log, env)
     out: dict[str, Any] = {"ready_s": srv.started_s}
     try:
         run_load(srv.url, qs, 2, 5.0, max_requests=20, read=True)  # warm-up
@@ -87,14 +90,15 @@ def main() -> int:
     ap.add_argument("--gold", type=Path, required=True)
     ap.add_argument("--questions", type=int, default=300)
     ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--reader", type=Path, default=None, help="model folder (default: bundled)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     qs = questions(args.gold, args.questions + 5)
     result = {"machine": machine_info(), "loadavg_start": loadavg(),
-              "inprocess": inprocess(args.corpus, args.index, qs)}
+              "inprocess": inprocess(args.corpus, args.index, qs, args.reader)}
     log = (args.json.parent if args.json else Path("/tmp")) / "reader-bench-server.log"
     result["http"] = http(args.corpus, args.index, questions(args.gold, 10**6), args.seconds,
-                          log)
+                          log, args.reader)
     result["loadavg_end"] = loadavg()
     text = json.dumps(result, indent=1, default=str)
     print(text)
