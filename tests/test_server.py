@@ -21,8 +21,15 @@ import pytest
 from rag.errors import ConfigError
 
 from .conftest import CORPUS
-from .serverutil import (HOST, ROOT, Server, free_port, process_on_free_port, running_server,
-                         wait_alive)
+from .serverutil import (
+    HOST,
+    ROOT,
+    Server,
+    free_port,
+    process_on_free_port,
+    running_server,
+    wait_alive,
+)
 
 QUESTIONS = ["What share of the world's population lives in SCO countries?",
              "Which company trained farmers in Ussuriysk to use automatic navigation?",
