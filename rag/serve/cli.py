@@ -19,7 +19,7 @@ def _settings(args: argparse.Namespace) -> Any:
     from ..config import Settings
 
     over: dict[str, Any] = {}
-    for key in ("corpus_dir", "index_dir", "model", "backend", "read"):
+    for key in ("corpus_dir", "index_dir", "model", "backend", "read", "ocr"):
         if getattr(args, key, None) is not None:
             over[key] = getattr(args, key)
     return Settings(**over)
@@ -246,6 +246,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["onnx", "torch"], help="inference backend")
 
 
+def _add_ocr(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ocr", choices=["auto", "off", "force"],
+                   help="OCR of PDF pages: auto (pages without a usable text layer; the "
+                   "default), off, force (every page) (env RAG_OCR)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="rag", description=__doc__)
@@ -264,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embed-actors", type=int, default=2)
     p.add_argument("--embed-batch-size", type=int, default=32)
     p.add_argument("--gpus-per-actor", type=float, default=0.0)
+    _add_ocr(p)
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("ask", help="answer a question with cited passages")
@@ -283,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("text", help="print the text a file is indexed as (PDF/HTML/DOCX: the "
                        "extracted text that offsets index)")
     _add_common(p)
+    _add_ocr(p)
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_text)
 
@@ -366,6 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("bm25s").setLevel(logging.WARNING)
+    logging.getLogger("rag.ocr").setLevel(logging.INFO)  # one line per OCRed file
     try:
         return int(args.func(args))
     except RagError as e:
