@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import OUT, ROOT, pcts  # noqa: E402
-from synth import CHUNKS_PER_FILE, fit_gaussian, load_gauss, sample_unit  # noqa: E402
+from common import OUT, ROOT, pcts
+from synth import CHUNKS_PER_FILE, fit_gaussian, load_gauss, sample_unit
 
 FRACTIONS = (0.001, 0.005, 0.01, 0.05, 0.2, 0.5, 0.99)
 
@@ -65,7 +65,8 @@ def grant_rows(n: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
 
 def switch(n: int, queries: int, ef: int) -> dict[str, Any]:
     """recall@10 and p50 of HNSW with the grant as FAISS id selector, and of exact search over
-    the permitted rows, for several permitted fractions."""
+    the permitted rows (the HNSW index's flat storage with the same selector), for several
+    permitted fractions."""
     import faiss
 
     from rag.dense import DenseIndex
@@ -92,12 +93,11 @@ def switch(n: int, queries: int, ef: int) -> dict[str, Any]:
             lat_h.append((time.perf_counter() - s) * 1000)
             rec_h.append(len({h.row for h in hits} & set(truth[i].tolist())) / 10)
             s = time.perf_counter()
-            scores = dense.vectors_of(rows) @ v  # what the exact path computes
-            top = rows[np.argpartition(-scores, min(9, len(rows) - 1))[:10]]
+            top = dense.search(v[None, :], 10, allowed, exact=True)[0]  # the exact path
             lat_e.append((time.perf_counter() - s) * 1000)
-            rec_e.append(len(set(top.tolist()) & set(truth[i].tolist())) / 10)
+            rec_e.append(len({h.row for h in top} & set(truth[i].tolist())) / 10)
         out["by_fraction"][str(frac)] = {
-            "rows": int(len(rows)), "hnsw_recall_at_10": float(np.mean(rec_h)),
+            "rows": len(rows), "hnsw_recall_at_10": float(np.mean(rec_h)),
             "hnsw_p50_ms": pcts(lat_h)["p50"], "exact_recall_at_10": float(np.mean(rec_e)),
             "exact_p50_ms": pcts(lat_e)["p50"]}
         print(frac, out["by_fraction"][str(frac)], flush=True)
@@ -137,7 +137,7 @@ def masks(n_files: int, repeats: int = 5) -> dict[str, Any]:
             for _ in range(repeats):
                 g = Guard(None, corpus, AuditLog(None))
                 s = time.perf_counter()
-                files, rows, count = g.masks(key, gen)
+                files, _rows, count = g.masks(key, gen)
                 cold.append(time.perf_counter() - s)
                 g._masks = type(g._masks)(64)  # drop the mask, keep the link targets
                 s = time.perf_counter()
@@ -147,6 +147,66 @@ def masks(n_files: int, repeats: int = 5) -> dict[str, Any]:
                          "cold_s": float(np.median(cold)), "targets_cached_s":
                          float(np.median(warm))}
     return out
+
+
+def grant_ask(index_dir: Path, gauss: Path, corpus_dir: Path, queries: int,
+              fractions: tuple[float, ...] = (0.01, 0.99)) -> dict[str, Any]:
+    """On a synth.py index (1M chunks for the issue's figure): hybrid `ask` p50 with no key
+    and with keys that may read each fraction of the files, in one run; recall@10 of the
+    dense candidates each key gets against exact search over its permitted rows; the cost of
+    its first (uncached) row mask."""
+    from rag.search.searcher import Searcher
+    from synth import SynthEmbedder, dev_questions
+
+    from rag.config import Settings
+    from rag.serve.auth import Access, AuditLog, Guard
+    from rag.serve.keys import ApiKey
+
+    mu, lower = load_gauss(gauss)
+    settings = Settings(index_dir=index_dir, corpus_dir=corpus_dir, sentence_vectors=False,
+                        query_cache_size=0, dense_granularity="chunk")
+    searcher = Searcher(settings, embedder=SynthEmbedder(mu, lower))
+    gen = searcher.generation
+    guard = Guard(None, corpus_dir, AuditLog(None))
+    rng = np.random.default_rng(5)
+    out: dict[str, Any] = {"chunks": gen.size, "files": len(gen.files), "dense": gen.dense.kind,
+                           "exact_rows": settings.exact_rows, "keys": {}}
+    scopes: dict[str, Any] = {"no key": None}
+    for frac in fractions:  # a grant of whole files, named one by one (worst case for globs)
+        paths = [f.path for f in gen.files if rng.random() < frac]
+        key = ApiKey(f"k{frac}", "0" * 64, tuple(paths), "")
+        s = time.perf_counter()
+        access = Access(key, guard)
+        rows = access.chunks(gen)
+        scopes[f"{frac:.0%} of files"] = access
+        out["keys"][f"{frac:.0%} of files"] = {"rows": rows, "mask_build_s":
+                                               time.perf_counter() - s}
+    qs = dev_questions()
+    for name, scope in scopes.items():
+        lat, rec = [], []
+        mask = scope.mask(gen) if scope is not None else None
+        permitted = np.flatnonzero(mask) if mask is not None else np.arange(gen.size)
+        for i in range(queries):
+            q = qs[i % len(qs)]
+            t = time.perf_counter()
+            searcher.ask(q, 5, "hybrid", scope=scope)
+            lat.append((time.perf_counter() - t) * 1000)
+            qv = searcher.embedder.embed([q])[0]
+            hits = searcher.dense_hits(gen, qv, 10, mask)
+            scores = gen.dense.vectors_of(permitted) @ qv
+            truth = set(permitted[np.argsort(-scores)[:10]].tolist())
+            rec.append(len({h.row for h in hits} & truth) / 10)
+        out["keys"].setdefault(name, {}).update(
+            {"ask_hybrid_p50_ms": pcts(lat)["p50"], "dense_recall_at_10": float(np.mean(rec))})
+    return out
+
+
+def grants_section(index_dir: Path, gauss: Path, corpus_dir: Path, queries: int = 200
+                   ) -> dict[str, Any]:
+    """The `make bench` section: a 1% and a 99% key beside no key on one index, the mask
+    cost over 50,000 files, and the exact/HNSW switch on 100,000 rows."""
+    return {"ask": grant_ask(index_dir, gauss, corpus_dir, queries),
+            "masks_50k_files": masks(50_000), "switch_100k": switch(100_000, 100, 512)}
 
 
 def main() -> int:
@@ -161,8 +221,19 @@ def main() -> int:
     b = sub.add_parser("masks")
     b.add_argument("--files", type=int, default=50_000)
     b.add_argument("--json", type=Path)
+    c = sub.add_parser("ask")
+    c.add_argument("--index", type=Path, required=True)
+    c.add_argument("--corpus", type=Path, default=ROOT / "corpus")
+    c.add_argument("--gauss", type=Path, default=None)
+    c.add_argument("--queries", type=int, default=200)
+    c.add_argument("--json", type=Path)
     args = p.parse_args()
-    r = switch(args.n, args.queries, args.ef) if args.what == "switch" else masks(args.files)
+    if args.what == "switch":
+        r = switch(args.n, args.queries, args.ef)
+    elif args.what == "masks":
+        r = masks(args.files)
+    else:
+        r = grant_ask(args.index, args.gauss or gauss_file(), args.corpus, args.queries)
     text = json.dumps(r, indent=1)
     if args.json:
         args.json.write_text(text)

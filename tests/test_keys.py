@@ -13,8 +13,16 @@ import pytest
 
 from rag.errors import ConfigError
 from rag.serve import keys as K
-from rag.serve.keys import (Grant, KeysFileError, KeyStore, add_key, check_glob, read_keys,
-                            revoke_key, token_hash)
+from rag.serve.keys import (
+    Grant,
+    KeysFileError,
+    KeyStore,
+    add_key,
+    check_glob,
+    read_keys,
+    revoke_key,
+    token_hash,
+)
 from rag.store import TMP_PREFIX, sweep_temp_folders
 
 

@@ -21,21 +21,22 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from rag.indexing.build import build_index
 
 from rag.config import Settings
-from rag.indexing.build import build_index
 from rag.store import index_lock
 
 from .conftest import CORPUS, ROOT
 from .serverutil import HOST, Server, process_on_free_port, running_server
 
-PUBLIC = ("intelligent-silk-road-cmri-2025-07.txt", "sco-digital-transformation-cgtn.txt")
-SECRET = ("sco-ai-cooperation-2025-09-01.txt", "sco-digital-cooperation-2025-08-29.txt")
+PUBLIC = ("sco-digital-cooperation-2025-08-29.txt", "sco-digital-transformation-cgtn.txt")
+SECRET = ("sco-ai-cooperation-2025-09-01.txt",)
 HR = ("sco-digitalisation-2022-09-30.txt",)
 QUESTIONS = ("Which company trained farmers in Ussuriysk to use automatic navigation?",
              "What share of the world's population lives in SCO countries?",
-             "digital silk road computing power", "How will SCO countries cooperate on "
-             "digitalisation?", "artificial intelligence cooperation")
+             "digital silk road computing power",
+             "How will SCO countries cooperate on digitalisation?",
+             "artificial intelligence cooperation")
 HTML_DOC = ("<html><head><title>Public briefing</title></head><body><h1 id='top'>Briefing"
             "</h1><p>The harbour crane contract was signed by the port authority in March."
             "</p><p>Cranes arrive in the autumn.</p></body></html>")
@@ -46,7 +47,7 @@ def rag(*args: str, env: dict[str, str] | None = None, timeout: float = 120
         ) -> subprocess.CompletedProcess[str]:
     """`python -m rag.cli ARGS` from the repo root (this checkout's code)."""
     return subprocess.run([sys.executable, "-m", "rag.cli", *args], cwd=ROOT, text=True,
-                          capture_output=True, timeout=timeout,
+                          capture_output=True, timeout=timeout, check=False,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
 
 
@@ -206,12 +207,13 @@ def test_forbidden_documents_are_exactly_missing_ones(server: Server, world: Wor
                 m = c.get(f"/documents/{quote(missing)}{suffix}", params=params)
                 assert f.status_code == 404, (path, suffix, f.text)
                 assert not_found_shape(f, path) == not_found_shape(m, missing), (f.text, m.text)
-                assert_no_leak(f.text + json.dumps(dict(f.headers)), world, key)
+                # the body names the path the caller sent, nothing more
+                assert_no_leak(f.text.replace(path, "") + json.dumps(dict(f.headers)), world, key)
             # ... also before any other error: an impossible span is still "not in the index"
             f = c.get(f"/documents/{quote(path)}", params={"start": 10**9, "end": 10**9})
             assert f.status_code == 404 and "not in the index" in f.json()["error"]
         # a permitted text file asked for a page is "not a PDF"; a forbidden one is missing
-        ok = sorted(world.may_read[key])[0]
+        ok = min(world.may_read[key])
         r = c.get(f"/documents/{quote(ok)}/pages/1.png")
         assert r.status_code == 404 and "not a PDF" in r.json()["error"]
 
@@ -339,18 +341,21 @@ def test_audit_log_names_key_route_and_files(server: Server, world: World) -> No
     assert not any(t in out.stdout for t in world.tokens.values())
 
 
-def test_rate_limit_answers_429_with_retry_after(world: World, tmp_path: Path) -> None:
-    with running_server(world.corpus, world.index, tmp_path / "s.log", ready=False,
-                        ready_timeout_s=TIMEOUT, env={"RAG_KEY_RATE_PER_S": "0.5",
-                                                     "RAG_KEY_RATE_BURST": "3"}) as srv:
-        got = [httpx.get(f"{srv.url}/documents", headers=bearer(world.tokens["pub"])
-                         ) for _ in range(5)]
-        assert [r.status_code for r in got][:3] == [200, 200, 200]
-        limited = got[-1]
-        assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= 3
+def test_rate_limit_answers_429_with_retry_after(world: World, real_embedder: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from rag.search.searcher import Searcher
+    from rag.serve.http import create_app
+
+    s = Settings(corpus_dir=world.corpus, index_dir=world.index, key_rate_per_s=0.5,
+                 key_rate_burst=3, audit_log=world.index.parent / "rate-audit.jsonl")
+    with TestClient(create_app(s, Searcher(s, embedder=real_embedder), watch=False)) as c:
+        got = [c.get("/documents", headers=bearer(world.tokens["pub"])) for _ in range(5)]
+        assert [r.status_code for r in got] == [200, 200, 200, 429, 429]
+        assert 1 <= int(got[-1].headers["retry-after"]) <= 2
+        assert "rate limit" in (world.index.parent / "rate-audit.jsonl").read_text()
         # another key is not starved by this one
-        assert httpx.get(f"{srv.url}/documents",
-                         headers=bearer(world.tokens["hr"])).status_code == 200
+        assert c.get("/documents", headers=bearer(world.tokens["hr"])).status_code == 200
 
 
 # ---------------------------------------------------------------- MCP over HTTP
@@ -432,3 +437,56 @@ def test_loopback_check() -> None:
         assert is_loopback(host), host
     for host in ("0.0.0.0", "::", "10.0.0.1", "192.168.1.2", "example.org", ""):
         assert not is_loopback(host), host
+
+
+# ---------------------------------------------------------------- the search page
+
+@pytest.mark.browser
+def test_search_page_asks_once_and_signs_its_links(server: Server, world: World) -> None:
+    from .test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.is_file():
+        from .conftest import skip_or_fail
+        skip_or_fail(f"needs {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    token = world.tokens["pub"]
+    seen: list[tuple[str, dict[str, str]]] = []
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            ctx = b.new_context()
+            ctx.set_default_timeout(60_000)
+            page = ctx.new_page()
+            page.on("request", lambda r: seen.append((r.url, r.headers)))
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{server.url}/?q=harbour+crane+contract")
+            page.locator("#key-form").wait_for(state="visible")  # 401: the page asks
+            page.fill("#api-key", token)
+            page.click("#key-button")
+            page.locator("#results li").first.wait_for()
+            shown = page.locator("#results").inner_text()
+            assert "briefing.html" in shown
+            assert_no_leak(shown, world, "pub")
+            assert page.evaluate("sessionStorage.getItem('rag-api-key')") == token
+            page.reload()  # the same tab session: no second prompt
+            page.locator("#results li").first.wait_for()
+            assert page.locator("#key-form").is_hidden()
+            page.locator("#results li", has_text="briefing.html").locator("a.view").first.click()
+            link = page.locator("#doc-original")
+            link.wait_for()
+            href = link.get_attribute("href") or ""
+            assert "sig=" in href and token not in href, href
+            with page.context.expect_page() as opened:
+                link.click()
+            original = opened.value
+            original.wait_for_load_state()
+            assert "harbour crane" in original.content()
+            assert errors == [], errors
+        finally:
+            b.close()
+    for url, headers in seen:
+        assert token not in url, url  # the token travels in headers only
+        if "/links/" in url or url.endswith("/ask"):
+            assert headers.get("authorization") == f"Bearer {token}", (url, headers)
