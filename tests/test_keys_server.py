@@ -21,9 +21,9 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from rag.indexing.build import build_index
 
 from rag.config import Settings
+from rag.indexing.build import build_index
 from rag.store import index_lock
 
 from .conftest import CORPUS, ROOT
