@@ -43,7 +43,7 @@ define eval_report
 		$(if $(SERVE_URL),--serve-url $(SERVE_URL))
 endef
 
-# Re-fit the abstention model (rag/abstain.json) from the code as it is: deterministic
+# Re-fit the abstention model (rag/models/abstain.json) from the code as it is: deterministic
 # (same index, same features, plain gradient descent from zeros). Fitted on eval/gold.jsonl,
 # so abstention figures on that set are in-sample; dev and SQuAD validation are held out.
 calibrate: index

@@ -82,7 +82,7 @@ def throughput(fn: Callable[[], Any], workers: int, lock: bool, seconds: float =
 def onnx_variants(rounds: int = 2) -> dict[str, Any]:
     """Single-question latency and concurrent throughput per session-option variant."""
     from rag.config import Settings
-    from rag.embedding import model_fingerprint, resolve_model
+    from rag.indexing.embedding import model_fingerprint, resolve_model
 
     s = Settings()
     folder = s.onnx_cache_dir / model_fingerprint(resolve_model(s.model))[:16]
@@ -120,10 +120,10 @@ def int8(n_chunks_time: int = 64) -> dict[str, Any]:
     """Dynamic int8 quantisation (sentence-transformers' own exporter): speed and agreement."""
     from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
 
-    from rag.chunking import embedding_text
     from rag.config import Settings
-    from rag.embedding import model_fingerprint, resolve_model
-    from rag.store import open_current
+    from rag.indexing.embedding import model_fingerprint, resolve_model
+    from rag.indexing.store import open_current
+    from rag.text.chunking import embedding_text
 
     s = Settings()
     src = s.onnx_cache_dir / model_fingerprint(resolve_model(s.model))[:16]

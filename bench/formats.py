@@ -57,7 +57,7 @@ def paged_pdf(path: Path, pages: int = 100, per_page: int = 2600) -> tuple[Path,
 # ---------------------------------------------------------------- the three extractors
 
 def pages_pypdfium2(path: Path) -> list[str]:
-    from rag.formats import Limits, extract
+    from rag.text.formats import Limits, extract
 
     ex = extract(path, Limits())
     ends = list(ex.layout.pages[1:]) + [len(ex.text)]
@@ -187,9 +187,9 @@ def throughput(embedder: Any = None) -> dict[str, Any]:
     """Extraction pages/s (PDF), MB/s (HTML), and `rag index` of a 100-page PDF vs the same
     text as .txt (the real model unless one is given)."""
     from rag.config import Settings
-    from rag.formats import Limits, extract
-    from rag.indexing import build_index
-    from rag.store import index_lock
+    from rag.indexing.build import build_index
+    from rag.indexing.store import index_lock
+    from rag.text.formats import Limits, extract
 
     OUT.mkdir(parents=True, exist_ok=True)
     big, text = paged_pdf(OUT / "paged-100.pdf")
@@ -207,7 +207,7 @@ def throughput(embedder: Any = None) -> dict[str, Any]:
     mb = html.stat().st_size / 1e6
     out["html"] = {"mb": mb, "seconds": secs, "mb_per_s": mb / secs}
     if embedder is None:
-        from rag.embedding import load_embedder
+        from rag.indexing.embedding import load_embedder
 
         embedder = load_embedder(Settings())
     for kind in ("txt", "pdf"):

@@ -36,9 +36,9 @@ from typing import Any
 from common import ROOT, machine_info, md_table
 
 from rag.config import Settings
-from rag.embedding import Embedder, load_embedder
-from rag.indexing import EmbedStep, build_index
-from rag.store import index_lock, open_current
+from rag.indexing.build import EmbedStep, build_index
+from rag.indexing.embedding import Embedder, load_embedder
+from rag.indexing.store import index_lock, open_current
 
 NODE: dict[str, Any] = {"num_cpus": 3, "node_ip_address": "127.0.0.1", "object_store_memory": 200 * 2**20}
 CLUSTER_CORES = (8, 32, 128)  # the projection's cluster sizes
@@ -106,7 +106,7 @@ def main() -> None:
 
     from ray.cluster_utils import Cluster
 
-    from rag.distributed import ray_embed_step
+    from rag.indexing.distributed import ray_embed_step
 
     work = Path(tempfile.mkdtemp(prefix="ray-bench-"))
     cluster = None

@@ -75,9 +75,9 @@ def cold_build(rounds: int) -> dict[str, Any]:
     """`rag index --full` in a fresh process into bench/out/index (the seed index),
     alternated with an in-process full build with a preloaded model, `rounds` times."""
     from rag.config import Settings
-    from rag.embedding import load_embedder, model_fingerprint, resolve_model
-    from rag.indexing import build_index
-    from rag.store import index_lock
+    from rag.indexing.build import build_index
+    from rag.indexing.embedding import load_embedder, model_fingerprint, resolve_model
+    from rag.indexing.store import index_lock
 
     s = Settings()
     fp = model_fingerprint(resolve_model(s.model))
@@ -112,7 +112,7 @@ def cold_build(rounds: int) -> dict[str, Any]:
 
 def save_gauss() -> dict[str, Any]:
     """Fit the synthetic-vector Gaussian to the seed's chunk and sentence vectors."""
-    from rag.store import open_current
+    from rag.indexing.store import open_current
 
     gen = open_current(SEED_INDEX)
     parts = [gen.dense.vectors()]
@@ -139,8 +139,8 @@ def inprocess(n: int, warmup: int) -> dict[str, Any]:
     from sentence_transformers import SentenceTransformer
 
     from rag.config import Settings
-    from rag.embedding import resolve_model
-    from rag.search import Searcher
+    from rag.indexing.embedding import resolve_model
+    from rag.search.searcher import Searcher
 
     settings = Settings(index_dir=SEED_INDEX, corpus_dir=CORPUS)
     searcher = Searcher(settings)
@@ -387,11 +387,11 @@ def mcp_cold_start(reps: int, index_dir: Path = SEED_INDEX) -> dict[str, Any]:
 
 def indexing() -> dict[str, Any]:
     """Warm full build (model preloaded), no-op re-index, one-file-changed re-index."""
-    from rag.chunking import embedding_text
     from rag.config import Settings
-    from rag.embedding import load_embedder
-    from rag.indexing import build_index, local_embed_step
-    from rag.store import index_lock, open_current
+    from rag.indexing.build import build_index, local_embed_step
+    from rag.indexing.embedding import load_embedder
+    from rag.indexing.store import index_lock, open_current
+    from rag.text.chunking import embedding_text
 
     out: dict[str, Any] = {}
     warm_dir = OUT / "index-warm"
@@ -424,7 +424,7 @@ def indexing() -> dict[str, Any]:
         rep = build_index(Settings(index_dir=SEED_INDEX, corpus_dir=CORPUS), embedder=emb)
     out["noop_inprocess_s"] = rep.seconds
     s = time.perf_counter()
-    run_cmd([str(VENV_BIN / "python"), "-c", "import rag.cli"], 120)
+    run_cmd([str(VENV_BIN / "python"), "-c", "import rag.serve.cli"], 120)
     out["python_import_cli_s"] = time.perf_counter() - s
 
     corpus = OUT / "corpus"
@@ -810,7 +810,7 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
              f"{cb['model_load_s']:.2f} s", "", ""],
             ["no-op re-index: `rag index` in a new process, wall clock (3 runs)",
              " / ".join(f"{x:.2f}" for x in ix["noop_cli_s"]) + " s",
-             f"{ix['noop_cli_summary']}; `python -c 'import rag.cli'` alone "
+             f"{ix['noop_cli_summary']}; `python -c 'import rag.serve.cli'` alone "
              f"{ix['python_import_cli_s']:.2f} s", ""],
             ["no-op re-index in-process (`build_index`)", f"{ix['noop_inprocess_s']:.3f} s", "",
              ""],

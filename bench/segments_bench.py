@@ -39,10 +39,10 @@ PER_FILE = 20
 def write_big(settings: Any, n: int, texts: list[str], vectors: np.ndarray, dim: int
               ) -> dict[str, float]:
     """One segment + one generation of n chunks with rag's writers (no embedding)."""
-    from rag.chunking import ChunkParams
-    from rag.indexing import Part, _write_generation, _write_segment
-    from rag.segments import next_segment_name
-    from rag.store import index_lock, next_generation_name
+    from rag.indexing.build import Part, _write_generation, _write_segment
+    from rag.indexing.segments import next_segment_name
+    from rag.indexing.store import index_lock, next_generation_name
+    from rag.text.chunking import ChunkParams
     from rag.types import Chunk, Document
 
     t: dict[str, float] = {}
@@ -94,8 +94,8 @@ def write_big(settings: Any, n: int, texts: list[str], vectors: np.ndarray, dim:
 
 def index_run(settings: Any, emb: Any, **kw: Any) -> dict[str, Any]:
     """One `rag index` (build_index under the lock), timed."""
-    from rag.indexing import build_index
-    from rag.store import index_lock
+    from rag.indexing.build import build_index
+    from rag.indexing.store import index_lock
 
     s = time.perf_counter()
     with index_lock(settings.index_dir):
@@ -128,7 +128,7 @@ def main() -> int:
     a = p.parse_args()
 
     from rag.config import Settings
-    from rag.search import Searcher
+    from rag.search.searcher import Searcher
 
     mu, lower = load_gauss(a.gauss)
     dim = len(mu)

@@ -155,8 +155,8 @@ def build(n: int, index_dir: Path, gauss: Path, corpus_dir: Path, vectors_kind: 
 
     s = time.perf_counter()
     if vectors_kind == "real":
-        from rag.embedding import load_embedder
-        from rag.indexing import local_embed_step
+        from rag.indexing.build import local_embed_step
+        from rag.indexing.embedding import load_embedder
 
         emb = load_embedder(Settings())
         t["model_load"] = time.perf_counter() - s
@@ -170,9 +170,9 @@ def build(n: int, index_dir: Path, gauss: Path, corpus_dir: Path, vectors_kind: 
         t["vectors"] = time.perf_counter() - s
 
     # one segment and a generation naming it, with rag's own writers (no corpus folder)
-    from rag.chunking import ChunkParams
-    from rag.indexing import Part, _write_generation, _write_segment
-    from rag.store import index_lock
+    from rag.indexing.build import Part, _write_generation, _write_segment
+    from rag.indexing.store import index_lock
+    from rag.text.chunking import ChunkParams
 
     s = time.perf_counter()
     parts = []
@@ -254,8 +254,8 @@ def query(index_dir: Path, gauss: Path, corpus_dir: Path, n: int, warmup: int
     import faiss
 
     from rag.config import Settings
-    from rag.search import Searcher
-    from rag.store import generations_dir, read_current, validate_folder
+    from rag.indexing.store import generations_dir, read_current, validate_folder
+    from rag.search.searcher import Searcher
 
     mu, lower = load_gauss(gauss)
     settings = Settings(index_dir=index_dir, corpus_dir=corpus_dir, sentence_vectors=False,

@@ -1,8 +1,8 @@
-"""Fit the abstention model (rag/abstain.json) on a gold file.
+"""Fit the abstention model (rag/models/abstain.json) on a gold file.
 
     .venv/bin/python eval/calibrate.py eval/gold.jsonl [--max-false-abstain 0.05]
 
-Features per question are `rag.search.answer_features` of the hybrid answer; the model
+Features per question are `rag.search.searcher.answer_features` of the hybrid answer; the model
 is a logistic regression (pure numpy); the threshold is the highest one whose false
 abstention rate on the training items stays within the bound. Fit on the project's own
 gold set, checked on ../shared/gold/dev.jsonl (never fitted on it).
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import Settings
-from rag.evaluate import load_gold
-from rag.search import Abstainer, Searcher
+from rag.evaluation.evaluate import load_gold
+from rag.search.searcher import Abstainer, Searcher
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,7 @@ def main() -> None:
            "features": ["top dense score", "best highlight similarity",
                         "best highlight lexical coverage", "answer-type match"],
            "fitted_on": str(args.gold.name)}
-    (ROOT / "rag" / "abstain.json").write_text(json.dumps(out, indent=1) + "\n")
+    (ROOT / "rag" / "models" / "abstain.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

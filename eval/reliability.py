@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from rag.reader.calibration import expected_calibration_error, reliability
+from rag.search.reader.calibration import expected_calibration_error, reliability
 
 
 def main() -> None:

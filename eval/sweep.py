@@ -15,11 +15,11 @@ import tempfile
 from pathlib import Path
 
 from rag.config import Settings
-from rag.embedding import load_embedder
-from rag.evaluate import evaluate_mode, load_gold
-from rag.indexing import build_index
-from rag.search import Searcher
-from rag.store import index_lock
+from rag.evaluation.evaluate import evaluate_mode, load_gold
+from rag.indexing.build import build_index
+from rag.indexing.embedding import load_embedder
+from rag.indexing.store import index_lock
+from rag.search.searcher import Searcher
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDS = {"dev": ROOT.parent / "shared" / "gold" / "dev.jsonl", "own": ROOT / "eval" / "gold.jsonl"}

@@ -16,9 +16,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_WHERE = {"Settings": "config", "IndexReport": "indexing", "build_index": "indexing",
-          "Searcher": "search", "index_lock": "store", "Answer": "types", "Chunk": "types",
-          "Document": "types", "Passage": "types", "Span": "types"}
+_WHERE = {"Settings": "config", "IndexReport": "indexing.build", "build_index": "indexing.build",
+          "Searcher": "search.searcher", "index_lock": "indexing.store", "Answer": "types",
+          "Chunk": "types", "Document": "types", "Passage": "types", "Span": "types"}
 
 __all__ = [*_WHERE, "__version__"]
 

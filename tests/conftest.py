@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.embedding import FakeEmbedder
+from rag.indexing.embedding import FakeEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
@@ -66,7 +66,7 @@ def small_corpus(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def real_embedder():  # type: ignore[no-untyped-def]
     """The bundled MiniLM on the configured backend, loaded once."""
-    from rag.embedding import load_embedder
+    from rag.indexing.embedding import load_embedder
 
     return load_embedder(Settings())
 
@@ -74,8 +74,8 @@ def real_embedder():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def real_index(tmp_path_factory: pytest.TempPathFactory, real_embedder) -> Settings:  # type: ignore[no-untyped-def]
     """The real corpus indexed with the real model, once per session."""
-    from rag.indexing import build_index
-    from rag.store import index_lock
+    from rag.indexing.build import build_index
+    from rag.indexing.store import index_lock
 
     idx = tmp_path_factory.mktemp("real") / "index"
     settings = Settings(corpus_dir=CORPUS, index_dir=idx)
@@ -87,6 +87,6 @@ def real_index(tmp_path_factory: pytest.TempPathFactory, real_embedder) -> Setti
 @pytest.fixture(scope="session")
 def real_searcher(real_index: Settings, real_embedder):  # type: ignore[no-untyped-def]
     """A Searcher over the real index with the real model."""
-    from rag.search import Searcher
+    from rag.search.searcher import Searcher
 
     return Searcher(real_index, embedder=real_embedder)

@@ -87,13 +87,13 @@ def patch(mode: str) -> None:
         args = sys.argv[2:]
         stop_at_io(int(mode.split(":", 1)[1]), args[args.index("--index") + 1])
     elif mode == "enospc-dense":
-        from rag.dense import DenseIndex
+        from rag.indexing.dense import DenseIndex
 
         DenseIndex.save = _enospc  # type: ignore[method-assign, assignment]
     elif mode == "sqlite-full":
-        import rag.indexing
+        import rag.indexing.build
 
-        rag.indexing.write_chunks_db = _sqlite_full  # type: ignore[assignment]
+        rag.indexing.build.write_chunks_db = _sqlite_full  # type: ignore[assignment]
     elif mode == "short-write":
         import numpy
 
@@ -112,6 +112,6 @@ def patch(mode: str) -> None:
 
 if __name__ == "__main__":
     patch(sys.argv[1])
-    from rag.cli import main
+    from rag.serve.cli import main
 
     sys.exit(main(sys.argv[2:]))

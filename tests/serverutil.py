@@ -153,7 +153,7 @@ def running_server(corpus: Path, index: Path, log: Path, model: str | None = Non
     `args` are extra CLI arguments; with ready=False only /healthz is awaited (for an index
     that cannot load)."""
     def command(port: int) -> list[str]:
-        return [sys.executable, "-m", "rag.cli", "serve", "--host", HOST, "--port", str(port),
+        return [sys.executable, "-m", "rag.serve.cli", "serve", "--host", HOST, "--port", str(port),
                 "--corpus", str(corpus), "--index", str(index),
                 *(["--model", model] if model else []), *args]
 

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from rag.api import MAX_QUESTION, create_app
 from rag.config import Settings
-from rag.indexing import build_index
-from rag.search import Searcher
-from rag.store import index_lock
+from rag.indexing.build import build_index
+from rag.indexing.store import index_lock
+from rag.search.searcher import Searcher
+from rag.serve.http import MAX_QUESTION, create_app
 
 from .conftest import CORPUS, ROOT, fake_settings
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from rag.chunking import (
+from rag.text.chunking import (
     CONTEXT_CHARS,
     MAX_WORD_CHARS,
     ChunkParams,
@@ -17,7 +17,7 @@ from rag.chunking import (
     count_words,
     embedding_text,
 )
-from rag.corpus import load_corpus
+from rag.text.corpus import load_corpus
 from rag.types import Chunk, Document
 
 from .conftest import CORPUS

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag.corpus import LineIndex, Skipped, load_corpus, parse_metadata
 from rag.errors import CorpusError
+from rag.text.corpus import LineIndex, Skipped, load_corpus, parse_metadata
 
 from .conftest import CORPUS, SHARED, need_shared
 
@@ -92,7 +92,7 @@ def _load_with_bad(tmp_path: Path, name: str, data: bytes,
     root = tmp_path / "corpus"
     _write(root, "good.txt", b"Good text.")
     _write(root, name, data)
-    with caplog.at_level(logging.WARNING, logger="rag.corpus"):
+    with caplog.at_level(logging.WARNING, logger="rag.text.corpus"):
         docs, skipped = load_corpus(root)
     return [d.path for d in docs], skipped
 
@@ -148,7 +148,7 @@ def test_chmod_000_file_is_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixt
     _write(root, "locked.txt", b"secret")
     (root / "locked.txt").chmod(0)
     try:
-        with caplog.at_level(logging.WARNING, logger="rag.corpus"):
+        with caplog.at_level(logging.WARNING, logger="rag.text.corpus"):
             docs, skipped = load_corpus(root)
     finally:
         (root / "locked.txt").chmod(0o644)

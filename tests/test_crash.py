@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.segments import list_segments
-from rag.store import TMP_PREFIX, list_generations, open_current, read_current
+from rag.indexing.segments import list_segments
+from rag.indexing.store import TMP_PREFIX, list_generations, open_current, read_current
 
 from .conftest import CORPUS, ROOT
 
@@ -95,7 +95,7 @@ def test_sigkill_during_index_always_leaves_a_complete_generation(
     shutil.copytree(CORPUS, corpus)
     original = _read_corpus(corpus)
     args = ["index", "--corpus", str(corpus), "--index", str(index), "--model", "fake", how]
-    cmd = [sys.executable, "-m", "rag.cli", *args]
+    cmd = [sys.executable, "-m", "rag.serve.cli", *args]
 
     # one full build publishes state 0; a second, of one more state, counts the file
     # events of a build

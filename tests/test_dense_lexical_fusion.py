@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag.dense import DenseIndex
-from rag.embedding import normalize
-from rag.fusion import max_scaled, minmax, rrf, score_fusion
-from rag.lexical import LexicalIndex, tokenize, top_hits
+from rag.indexing.dense import DenseIndex
+from rag.indexing.embedding import normalize
+from rag.indexing.lexical import LexicalIndex, tokenize, top_hits
+from rag.search.fusion import max_scaled, minmax, rrf, score_fusion
 from rag.types import Hit
 
 from .conftest import ROOT
@@ -174,8 +174,8 @@ def test_hnsw_with_allowed_mask(hnsw_data: tuple[DenseIndex, np.ndarray, np.ndar
 _HNSW_ROUND_TRIP = """
 import sys
 import numpy as np
-from rag.dense import DenseIndex
-from rag.embedding import normalize
+from rag.indexing.dense import DenseIndex
+from rag.indexing.embedding import normalize
 
 rng = np.random.default_rng(99)
 vectors = normalize(rng.standard_normal((2000, 32)))
@@ -432,7 +432,7 @@ def test_score_fusion_single_list_keeps_order() -> None:
 
 
 def test_top_rows_takes_the_k_best_finite_scores() -> None:
-    from rag.search import top_rows
+    from rag.search.searcher import top_rows
 
     s = np.array([0.1, 0.9, -np.inf, 0.5, 0.7], dtype=np.float32)
     assert sorted(top_rows(s, 2).tolist()) == [1, 4]

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from rag.embedding import FakeEmbedder, MicroBatcher, model_fingerprint, resolve_model
 from rag.errors import ConfigError
+from rag.indexing.embedding import FakeEmbedder, MicroBatcher, model_fingerprint, resolve_model
 
 
 def test_fake_embedder_is_deterministic_and_unit_length() -> None:
@@ -63,7 +63,7 @@ def test_model_setting_resolution(tmp_path) -> None:  # type: ignore[no-untyped-
 
 
 def test_query_cache_is_bounded_and_can_be_switched_off() -> None:
-    from rag.search import QueryCache
+    from rag.search.searcher import QueryCache
 
     c = QueryCache(2)
     for k in "abc":
@@ -81,7 +81,7 @@ def test_direct_onnx_path_only_for_shapes_it_reproduces() -> None:
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
 
-    from rag.embedding import DirectOnnx, mean_pool
+    from rag.indexing.embedding import DirectOnnx, mean_pool
 
     class Io:
         def __init__(self, name: str) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.evaluate import (Evidence, check_thresholds, covered, first_hit_rank, load_gold,
-                          make_gates, mrr, ndcg, recall_at)
+from rag.evaluation.evaluate import (Evidence, check_thresholds, covered, first_hit_rank, load_gold,
+                                     make_gates, mrr, ndcg, recall_at)
 
 from .conftest import CORPUS, DEV_GOLD, OWN_GOLD, ROOT, need_shared
 
@@ -112,7 +112,7 @@ def test_quality_gate(real_index, gold: Path, gates: dict[str, float], tmp_path:
     need_shared(gold)
     out = tmp_path / "eval.json"
     run = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "eval", str(gold), "--mode", "all",
+        [sys.executable, "-m", "rag.serve.cli", "eval", str(gold), "--mode", "all",
          "--corpus", str(real_index.corpus_dir), "--index", str(real_index.index_dir),
          "--json", str(out), *(str(x) for kv in gates.items() for x in kv)],
         capture_output=True, text=True, cwd=ROOT, timeout=600)
@@ -146,7 +146,7 @@ def test_gate_fails_below_threshold(real_index, tmp_path: Path) -> None:
     """Each gate fails alone on a figure beyond it; the gated mode is the one that ran."""
     out = tmp_path / "eval.json"
     run = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "eval", str(OWN_GOLD), "--mode", "lexical",
+        [sys.executable, "-m", "rag.serve.cli", "eval", str(OWN_GOLD), "--mode", "lexical",
          "--corpus", str(real_index.corpus_dir), "--index", str(real_index.index_dir),
          "--json", str(out), "--min-mrr", "0.9999", "--min-recall-at-5", "0.5",
          "--min-abstain-recall", "0.99", "--max-false-abstain", "0.0"],
@@ -186,7 +186,7 @@ SQUAD = {"version": "v2.0", "data": [
 def test_convert_squad_writes_a_corpus_and_exact_gold(tmp_path: Path) -> None:
     src = tmp_path / "squad.json"
     src.write_text(json.dumps(SQUAD))
-    run = subprocess.run([sys.executable, "-m", "rag.cli", "convert-squad", str(src),
+    run = subprocess.run([sys.executable, "-m", "rag.serve.cli", "convert-squad", str(src),
                           str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT,
                          timeout=60)
     assert run.returncode == 0, run.stderr
@@ -211,7 +211,7 @@ def test_convert_squad_writes_a_corpus_and_exact_gold(tmp_path: Path) -> None:
 def test_convert_squad_rejects_other_json(tmp_path: Path) -> None:
     src = tmp_path / "x.json"
     src.write_text('{"rows": []}')
-    run = subprocess.run([sys.executable, "-m", "rag.cli", "convert-squad", str(src),
+    run = subprocess.run([sys.executable, "-m", "rag.serve.cli", "convert-squad", str(src),
                           str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT,
                          timeout=60)
     assert run.returncode == 2

@@ -1,7 +1,7 @@
 """PDF, HTML and DOCX files: real files built by tests/docmaker.py, no mocks.
 
 Oracles: PDFium's own per-page text and character boxes (read here independently of
-rag.formats), the stored text of the generation, the bytes on disk."""
+rag.text.formats), the stored text of the generation, the bytes on disk."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.formats import NO_TEXT_LAYER, ExtractError, Limits, extract
-from rag.formats.worker import ExtractionWorker
-from rag.indexing import build_index
-from rag.store import TEXTS, index_lock, open_current
+from rag.indexing.build import build_index
+from rag.indexing.store import TEXTS, index_lock, open_current
+from rag.text.formats import NO_TEXT_LAYER, ExtractError, Limits, extract
+from rag.text.formats.worker import ExtractionWorker
 
 from .conftest import CORPUS, ROOT, fake_settings, need_font
 from . import docmaker as dm
@@ -137,7 +137,7 @@ def test_pdf_ligatures_are_letters_with_the_ligature_box(tmp_path: Path) -> None
     ligature glyph (PDFium's own boxes on the page)."""
     import pypdfium2 as pdfium
 
-    from rag.search import Searcher
+    from rag.search.searcher import Searcher
 
     root = tmp_path / "corpus"
     root.mkdir()
@@ -248,7 +248,7 @@ def bad_corpus(root: Path) -> dict[str, str]:
 def test_each_bad_file_gets_one_warning_line_and_the_rest_is_indexed(tmp_path: Path) -> None:
     bad = bad_corpus(tmp_path / "corpus")
     proc = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "index", "--corpus", str(tmp_path / "corpus"),
+        [sys.executable, "-m", "rag.serve.cli", "index", "--corpus", str(tmp_path / "corpus"),
          "--index", str(tmp_path / "index"), "--model", "fake"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**__import__("os").environ, "RAG_EXTRACT_MAX_UNZIPPED_BYTES": str(32 << 20)})
@@ -325,7 +325,7 @@ def test_stored_text_is_sealed_and_citations_are_exact(mixed: Path, tmp_path: Pa
         assert meta["extractor"].startswith("rag-") and meta["format"] in name
         assert meta["text"] in gen.manifest["files"]  # sealed like every file
         assert gen.extracted(name).text == (gen.folder / meta["text"]).read_text("utf-8")
-    from rag.search import Searcher
+    from rag.search.searcher import Searcher
 
     s = Searcher(settings)
     for q in ("Which company trained farmers in Ussuriysk?", "pool-cleaning robot sensors"):
@@ -379,7 +379,7 @@ def test_api_serves_text_original_and_rendered_pages(mixed: Path, tmp_path: Path
     from fastapi.testclient import TestClient
     from PIL import Image
 
-    from rag.api import create_app
+    from rag.serve.http import create_app
 
     (mixed / "evil.html").write_text(dm.adversarial_html(), encoding="utf-8")
     settings = fake_settings(tmp_path, mixed)
@@ -430,7 +430,7 @@ def test_cli_ask_prints_pages_and_text_prints_the_stored_text(mixed: Path, tmp_p
                                                               ) -> None:
     settings = fake_settings(tmp_path, mixed)
     index(settings)
-    base = [sys.executable, "-m", "rag.cli"]
+    base = [sys.executable, "-m", "rag.serve.cli"]
     common = ["--corpus", str(mixed), "--index", str(settings.index_dir), "--model", "fake"]
     out = subprocess.run(base + ["ask", "Ussuriysk farmers", "--files", "report.pdf"] + common,
                          cwd=ROOT, capture_output=True, text=True, timeout=120)

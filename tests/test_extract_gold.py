@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.evaluate import Evidence, first_hit_rank, load_gold, mrr, recall_at
-from rag.indexing import build_index
-from rag.store import index_lock, open_current
+from rag.evaluation.evaluate import Evidence, first_hit_rank, load_gold, mrr, recall_at
+from rag.indexing.build import build_index
+from rag.indexing.store import index_lock, open_current
 
 from . import docmaker as dm
 from .conftest import CORPUS, DEV_GOLD, need_font, need_shared
@@ -36,7 +36,7 @@ def locate(text: str, quote: str) -> tuple[int, int] | None:
 @pytest.fixture(scope="module")
 def four(tmp_path_factory: pytest.TempPathFactory, real_embedder):  # type: ignore[no-untyped-def]
     from rag.config import Settings
-    from rag.search import Searcher
+    from rag.search.searcher import Searcher
 
     need_font(dm.FONT)
     need_shared(DEV_GOLD)

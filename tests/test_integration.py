@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rag.config import Settings
-from rag.evaluate import load_gold
+from rag.evaluation.evaluate import load_gold
 from rag.types import MODES
 
 from .conftest import CORPUS, DEV_GOLD, ROOT, need_shared
@@ -57,8 +57,8 @@ def test_no_words_shown_twice(real_searcher) -> None:
 
 def test_chunks_fit_the_model(real_index, real_embedder) -> None:
     """No embedded text exceeds max_seq_length, so dense search sees every word."""
-    from rag.chunking import embedding_text
-    from rag.store import open_current
+    from rag.indexing.store import open_current
+    from rag.text.chunking import embedding_text
 
     gen = open_current(real_index.index_dir)
     chunks = gen.chunks(list(range(gen.size)))
@@ -70,7 +70,7 @@ def test_chunks_fit_the_model(real_index, real_embedder) -> None:
 def test_cli_ask_json_matches_library(real_index, real_searcher) -> None:
     q = "Which company trained farmers in Ussuriysk to use automatic navigation?"
     out = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "ask", q, "--json", "--top-k", "3",
+        [sys.executable, "-m", "rag.serve.cli", "ask", q, "--json", "--top-k", "3",
          "--corpus", str(real_index.corpus_dir), "--index", str(real_index.index_dir)],
         capture_output=True, text=True, cwd=ROOT, timeout=300, check=True)
     data = json.loads(out.stdout)
@@ -88,7 +88,7 @@ def dev_questions() -> list[str]:
 
 
 def _texts(real_index: Settings) -> list[str]:
-    from rag.store import open_current
+    from rag.indexing.store import open_current
 
     gen = open_current(real_index.index_dir)
     chunks = [c.text for c in gen.chunks(list(range(min(gen.size, 24))))]
@@ -117,8 +117,8 @@ def test_int8_questions_are_close_deterministic_and_never_batched(real_index, re
                                                                   ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from rag.embedding import INT8_FILE, load_embedder
-    from rag.search import Searcher
+    from rag.indexing.embedding import INT8_FILE, load_embedder
+    from rag.search.searcher import Searcher
 
     q8 = load_embedder(Settings(quantize_queries=True))
     assert q8.fingerprint == real_embedder.fingerprint  # documents are the same float32
@@ -143,8 +143,8 @@ def test_int8_questions_are_close_deterministic_and_never_batched(real_index, re
 
 
 def test_int8_questions_need_the_onnx_backend() -> None:
-    from rag.embedding import load_embedder
     from rag.errors import ConfigError
+    from rag.indexing.embedding import load_embedder
 
     with pytest.raises(ConfigError, match="RAG_BACKEND=onnx"):
         load_embedder(Settings(backend="torch", quantize_queries=True))
@@ -153,7 +153,7 @@ def test_int8_questions_need_the_onnx_backend() -> None:
 def test_torch_backend_agrees_with_onnx_and_keeps_float32_questions(real_embedder) -> None:
     """The default (int8 questions) is an ONNX matter: on torch, questions stay float32 and
     every vector matches the ONNX float32 one, so an index serves either backend."""
-    from rag.embedding import load_embedder
+    from rag.indexing.embedding import load_embedder
 
     torch_emb = load_embedder(Settings(backend="torch"))
     assert torch_emb.fingerprint == real_embedder.fingerprint and torch_emb.query_batching
@@ -166,8 +166,8 @@ def test_torch_backend_agrees_with_onnx_and_keeps_float32_questions(real_embedde
 def test_exact_scan_path_ranks_like_the_faiss_path(real_searcher, monkeypatch) -> None:
     """Flat indexes take one matrix-vector product instead of two FAISS searches; the ranked
     chunks must be the same (rows, order, scores), with and without a file filter."""
-    from rag.dense import DenseIndex
-    from rag.search import file_mask
+    from rag.indexing.dense import DenseIndex
+    from rag.search.searcher import file_mask
 
     gen = real_searcher.generation
     assert gen.dense.all_scores(real_searcher.embed_query("x")) is not None  # flat here

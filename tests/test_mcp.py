@@ -30,12 +30,12 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult
 
-from rag.api import create_app
 from rag.config import Settings
-from rag.evaluate import load_gold
-from rag.indexing import build_index
-from rag.search import Searcher
-from rag.store import index_lock
+from rag.evaluation.evaluate import load_gold
+from rag.indexing.build import build_index
+from rag.indexing.store import index_lock
+from rag.search.searcher import Searcher
+from rag.serve.http import create_app
 
 from .conftest import CORPUS, DEV_GOLD, ROOT, need_shared
 from .serverutil import HOST, Server, process_on_free_port
@@ -124,8 +124,8 @@ def connect(name: str, transport: AbstractAsyncContextManager[Any], corpus: Path
 
 
 def rag_mcp_args(corpus: Path, index: Path) -> list[str]:
-    """`python -m rag.cli mcp` over this corpus and index."""
-    return ["-m", "rag.cli", "mcp", "--corpus", str(corpus), "--index", str(index)]
+    """`python -m rag.serve.cli mcp` over this corpus and index."""
+    return ["-m", "rag.serve.cli", "mcp", "--corpus", str(corpus), "--index", str(index)]
 
 
 def server_env() -> dict[str, str]:
@@ -265,8 +265,8 @@ def check_exact(conn: Connection, body: dict[str, Any]) -> None:
 def test_citation_names_the_pages_of_a_pdf_passage() -> None:
     """Pure (no server; the corpus served here has no PDF): a converted PDF's passage is
     cited with its pages, a text, DOCX or HTML passage with its lines only."""
-    from rag.api import AskResponse
-    from rag.mcp_server import citation, cited
+    from rag.serve.http import AskResponse
+    from rag.serve.mcp import citation, cited
 
     assert citation("corpus", "a.txt", 17, 19) == "corpus/a.txt:L17-L19"
     assert citation("corpus", "a.txt", 45, 45) == "corpus/a.txt:L45"

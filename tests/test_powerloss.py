@@ -32,15 +32,15 @@ from typing import Any
 
 import pytest
 
-import rag.indexing
-import rag.store
+import rag.indexing.build
+import rag.indexing.store
 from rag.config import Settings
-from rag.dense import DenseIndex
-from rag.embedding import FakeEmbedder
 from rag.errors import IndexCorruptError, IndexMissingError
-from rag.indexing import build_index
-from rag.lexical import LexicalIndex
-from rag.store import CURRENT, GENERATIONS, index_lock, open_current, read_current
+from rag.indexing.build import build_index
+from rag.indexing.dense import DenseIndex
+from rag.indexing.embedding import FakeEmbedder
+from rag.indexing.lexical import LexicalIndex
+from rag.indexing.store import CURRENT, GENERATIONS, index_lock, open_current, read_current
 
 from .conftest import CORPUS
 
@@ -249,9 +249,9 @@ class Disk:
         mp.setattr(os, "rename", renamer(real_rename, "rename"))
         mp.setattr(os, "replace", renamer(real_replace, "replace"))
         mp.setattr(shutil, "rmtree", rmtree)
-        mp.setattr(rag.indexing, "write_chunks_db", after_write(rag.indexing.write_chunks_db, 0))
-        mp.setattr(rag.indexing, "seal_manifest", after_write(rag.indexing.seal_manifest, 0,
-                                                              "manifest.json"))
+        build = rag.indexing.build
+        mp.setattr(build, "write_chunks_db", after_write(build.write_chunks_db, 0))
+        mp.setattr(build, "seal_manifest", after_write(build.seal_manifest, 0, "manifest.json"))
         mp.setattr(DenseIndex, "save", after_write(DenseIndex.save, 1))
         mp.setattr(LexicalIndex, "save", after_write(LexicalIndex.save, 1))
         yield
@@ -464,8 +464,8 @@ def test_shim_catches_a_missing_fsync(mutant: str, tmp_path: Path, template: Tem
     the build returned is caught (CURRENT names a broken or missing generation, or the
     published generation is lost)."""
     name, skip = MUTANTS[mutant]
-    real = getattr(rag.store, name)
-    monkeypatch.setattr(rag.store, name, lambda p: None if skip(p) else real(p))
+    real = getattr(rag.indexing.store, name)
+    monkeypatch.setattr(rag.indexing.store, name, lambda p: None if skip(p) else real(p))
     caught = 0
     tries = 12
     for run in range(1, tries + 1):

@@ -32,15 +32,13 @@ import httpx
 import numpy as np
 import pytest
 
-from rag.chunking import embedding_text
 from rag.config import Settings
-from rag.distributed import RAY_EXTRA, ray_embed_step
-from rag.embedding import Embedder, FakeEmbedder
 from rag.errors import ConfigError, RagError
-from rag.evaluate import load_gold
-from rag.indexing import IndexReport, build_index
-from rag.search import Searcher
-from rag.store import (
+from rag.evaluation.evaluate import load_gold
+from rag.indexing.build import IndexReport, build_index
+from rag.indexing.distributed import RAY_EXTRA, ray_embed_step
+from rag.indexing.embedding import Embedder, FakeEmbedder
+from rag.indexing.store import (
     TMP_PREFIX,
     Generation,
     generations_dir,
@@ -50,6 +48,8 @@ from rag.store import (
     open_current,
     read_current,
 )
+from rag.search.searcher import Searcher
+from rag.text.chunking import embedding_text
 
 from .conftest import CORPUS, DEV_GOLD, ROOT
 from .serverutil import HOST, Server, free_port, get_json, running_server
@@ -176,8 +176,8 @@ def index_with_ray(settings: Settings, address: str, embedder: Embedder | None =
 
 
 def rag_cli(*args: str | Path, timeout: float = CLI_S) -> subprocess.CompletedProcess[str]:
-    """`python -m rag.cli ARGS` in a subprocess, bounded."""
-    return subprocess.run([sys.executable, "-m", "rag.cli", *map(str, args)], cwd=ROOT,
+    """`python -m rag.serve.cli ARGS` in a subprocess, bounded."""
+    return subprocess.run([sys.executable, "-m", "rag.serve.cli", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout, check=False,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from rag.config import Settings
-from rag.reader import windows as W
-from rag.reader.calibration import (Platt, expected_calibration_error, fit_logistic, fit_platt,
-                                    reliability, threshold_for)
-from rag.reader.runtime import Reader, Reading, best_span, bundled_dir, order, rerank
+from rag.search.reader import windows as W
+from rag.search.reader.calibration import (Platt, expected_calibration_error, fit_logistic,
+                                           fit_platt, reliability, threshold_for)
+from rag.search.reader.runtime import Reader, Reading, best_span, bundled_dir, order, rerank
 from rag.types import Passage, Span
 
 # ---------------------------------------------------------------- windows (pure)
@@ -54,10 +54,23 @@ def test_pair_layout_and_token_types() -> None:
 def test_best_span_respects_order_and_length() -> None:
     start = np.array([9.0, 0, 0, 5, 0, 0, 0])
     end = np.array([9.0, 0, 4, 0, 0, 6, 0])
-    i, j, p = best_span(start, end, 1, 7, max_len=3)
+    i, j, p, null = best_span(start, end, 1, 7, max_len=3)
     assert (i, j) == (3, 5) and 0 < p < 1  # not end 2 < start 3; [CLS] (0) never chosen
-    i, j, _ = best_span(start, end, 1, 7, max_len=2)
+    assert null == pytest.approx((5 + 6) - (9 + 9))  # the span's logits minus [CLS]'s
+    allowed = np.r_[0, np.arange(1, 7)]
+    soft = lambda x: np.exp(x[allowed]) / np.exp(x[allowed]).sum()  # noqa: E731
+    assert p == pytest.approx(soft(start)[3] * soft(end)[5])  # start x end probability
+    i, j, _, _ = best_span(start, end, 1, 7, max_len=2)
     assert j - i < 2
+
+
+def test_score_of_each_head() -> None:
+    from rag.search.reader.runtime import score_of
+
+    assert (score_of("relevance", 2.0, -3.0), score_of("null", 2.0, -3.0),
+            score_of("both", 2.0, -3.0)) == (2.0, -3.0, -1.0)
+    with pytest.raises(ValueError, match="head"):
+        score_of("cls", 0.0, 0.0)
 
 
 # ---------------------------------------------------------------- calibration (pure)
@@ -142,12 +155,13 @@ def _tiny_squad(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rag.cli import main
+    from rag.serve.cli import main
 
     root = tmp_path_factory.mktemp("train")
     _tiny_squad(root / "tiny.json.gz")
     argv = ["train-reader", "--data", str(root / "tiny.json.gz"), "--out", str(root / "out"),
-            "--install", str(root / "model"), "--steps", "2", "--batch", "4", "--every", "1"]
+            "--install", str(root / "model"), "--layers", "2", "--steps", "2", "--batch", "4",
+            "--every", "1"]
     assert main(argv) == 0
     log = [json.loads(x) for x in (root / "out" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2]
@@ -243,7 +257,7 @@ def test_bundled_reader_reorders_a_hand_made_case() -> None:
 
 def test_searcher_reads_when_asked_and_keeps_the_fast_path(real_index: Settings,
                                                           real_embedder) -> None:  # type: ignore[no-untyped-def]
-    from rag.search import Searcher
+    from rag.search.searcher import Searcher
 
     s = Searcher(real_index.model_copy(update={"read": True}), embedder=real_embedder)
     q = "What share of the world's population lives in SCO countries?"
@@ -275,11 +289,11 @@ def test_concurrent_questions_share_both_models_correctly(real_index: Settings,
                                                           real_embedder) -> None:  # type: ignore[no-untyped-def]
     """The micro-batcher (question vectors) and the reader's session under 8 threads give
     exactly the answers one thread gets."""
-    from rag.evaluate import load_gold
+    from rag.evaluation.evaluate import load_gold
     from tests.conftest import DEV_GOLD, need_shared
 
     need_shared(DEV_GOLD)
-    from rag.search import Searcher
+    from rag.search.searcher import Searcher
 
     s = Searcher(real_index.model_copy(update={"read": True}), embedder=real_embedder)
     s.cache.size = 0

@@ -35,10 +35,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from rag.config import Settings
-from rag.embedding import FakeEmbedder, normalize
-from rag.indexing import build_index
-from rag.search import Searcher
-from rag.store import TMP_PREFIX, index_lock, open_current, read_current
+from rag.indexing.build import build_index
+from rag.indexing.embedding import FakeEmbedder, normalize
+from rag.indexing.store import TMP_PREFIX, index_lock, open_current, read_current
+from rag.search.searcher import Searcher
 
 from .conftest import CORPUS, ROOT
 from .serverutil import HOST, Server, get_json, running_server

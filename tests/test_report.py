@@ -1,4 +1,4 @@
-"""The HTML evaluation report (`rag eval --html`, rag/report.py) and the baseline diff.
+"""The HTML evaluation report (`rag eval --html`, rag/evaluation/report.py) and the baseline diff.
 
 Unit tests render hand-made report data (escaping, links, gate marks, diff math). The
 integration tests score the dev gold set twice with the real model (a baseline with chunk-only
@@ -18,10 +18,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from rag.charts import log_ticks, nice_ticks
-from rag.compare import MOVE_ORDER, compare_runs, format_diff, move_kind
-from rag.evaluate import calibration_error, rank_label, reliability
-from rag.report import render_html
+from rag.evaluation.charts import log_ticks, nice_ticks
+from rag.evaluation.compare import MOVE_ORDER, compare_runs, format_diff, move_kind
+from rag.evaluation.evaluate import calibration_error, rank_label, reliability
+from rag.evaluation.report import render_html
 
 from .conftest import CORPUS, DEV_GOLD, ROOT, need_shared
 from .test_browser import browser, chromium_path  # noqa: F401  (fixtures)
@@ -239,8 +239,8 @@ def runs(real_index, real_embedder, tmp_path_factory: pytest.TempPathFactory) ->
     """Two runs on the dev gold set: a baseline scoring chunks by their own vector only (in
     process, with the session's model), then `rag eval` with the defaults against it,
     writing --json and --html with --serve-url."""
-    from rag.evaluate import build_report, evaluate, load_gold
-    from rag.search import Searcher
+    from rag.evaluation.evaluate import build_report, evaluate, load_gold
+    from rag.search.searcher import Searcher
 
     need_shared(DEV_GOLD)
     tmp = tmp_path_factory.mktemp("report")
@@ -252,7 +252,7 @@ def runs(real_index, real_embedder, tmp_path_factory: pytest.TempPathFactory) ->
     (tmp / "base.json").write_text(json.dumps(
         build_report(chunk_only, DEV_GOLD, items, results, ks, [])))
     now = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "eval", str(DEV_GOLD), "--mode", "all",
+        [sys.executable, "-m", "rag.serve.cli", "eval", str(DEV_GOLD), "--mode", "all",
          "--corpus", str(real_index.corpus_dir), "--index", str(real_index.index_dir),
          "--json", str(tmp / "run.json"), "--html", str(tmp / "report.html"),
          "--serve-url", SERVE, "--baseline", str(tmp / "base.json"), *DEV_GATES],

@@ -24,12 +24,12 @@ from hypothesis import HealthCheck, given, settings as hsettings
 from hypothesis import strategies as st
 
 from rag.config import Settings
-from rag.embedding import FakeEmbedder
-from rag.indexing import build_index
-from rag.lexical import LexicalIndex, tokenize
-from rag.search import Searcher
-from rag.segments import MergePlan, SegmentStat, list_segments, plan_merge
-from rag.store import index_lock, list_generations, open_current
+from rag.indexing.build import build_index
+from rag.indexing.embedding import FakeEmbedder
+from rag.indexing.lexical import LexicalIndex, tokenize
+from rag.indexing.segments import MergePlan, SegmentStat, list_segments, plan_merge
+from rag.indexing.store import index_lock, list_generations, open_current
+from rag.search.searcher import Searcher
 
 from .conftest import CORPUS
 
@@ -123,7 +123,7 @@ def test_bm25_scores_equal_bm25s() -> None:
 
 
 def test_postings_extend_equals_one_build() -> None:
-    from rag.lexical import Postings
+    from rag.indexing.lexical import Postings
 
     a, b = SENTENCES[:70], SENTENCES[70:160]
     merged, one = Postings.build(a).extend(Postings.build(b)), Postings.build(a + b)
@@ -300,7 +300,7 @@ def test_an_index_of_the_old_format_names_rag_index_full(tmp_path: Path,
     import json
 
     from rag.errors import IndexCorruptError
-    from rag.store import manifest_checksum
+    from rag.indexing.store import manifest_checksum
 
     s = Settings(corpus_dir=small_corpus, index_dir=tmp_path / "index", model="fake")  # type: ignore[arg-type]
     build(s)

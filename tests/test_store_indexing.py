@@ -32,19 +32,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import rag
-from rag import store
-from rag.chunking import embedding_text
 from rag.config import Settings
-from rag.dense import DenseIndex
-from rag.embedding import FakeEmbedder
 from rag.errors import (IndexCorruptError, IndexLockedError, IndexMismatchError,
                         IndexMissingError)
-from rag.indexing import IndexReport, build_index
-from rag.lexical import LexicalIndex
-from rag.search import Searcher
+from rag.indexing import store
+from rag.indexing.build import IndexReport, build_index
+from rag.indexing.dense import DenseIndex
+from rag.indexing.embedding import FakeEmbedder
+from rag.indexing.lexical import LexicalIndex
+from rag.indexing.store import (MANIFEST, index_lock, load_generation,
+                                open_current, read_current, validate_folder)
+from rag.search.searcher import Searcher
+from rag.text.chunking import embedding_text
 from rag.types import Answer
-from rag.store import (MANIFEST, index_lock, load_generation,
-                       open_current, read_current, validate_folder)
 
 from .conftest import CORPUS, ROOT, fake_settings
 
@@ -77,7 +77,7 @@ def build(settings: Settings, **kwargs: object) -> IndexReport:
 def rag_cli(*args: str, mode: str | None = None, timeout: float = 120
             ) -> subprocess.CompletedProcess[str]:
     """`rag ARGS` in a subprocess (through tests/helpers_index.py when mode is given)."""
-    cmd = ([sys.executable, str(HELPER), mode] if mode else [sys.executable, "-m", "rag.cli"])
+    cmd = ([sys.executable, str(HELPER), mode] if mode else [sys.executable, "-m", "rag.serve.cli"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     return subprocess.run([*cmd, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
@@ -409,7 +409,7 @@ def test_lock_timeout_waits_for_the_holder_then_succeeds(indexed: Settings) -> N
     append(indexed.corpus_dir, CHANGED)
     with index_lock(indexed.index_dir):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rag.cli", *index_args(indexed, "--lock-timeout", "60")],
+            [sys.executable, "-m", "rag.serve.cli", *index_args(indexed, "--lock-timeout", "60")],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(2.0)
         still_waiting = proc.poll() is None
@@ -521,7 +521,7 @@ def test_corrupt_current_falls_back_to_previous_valid_generation(
         f.seek(100)
         f.write(bytes([byte[0] ^ 0xFF]))
 
-    with caplog.at_level(logging.WARNING, logger="rag.store"):
+    with caplog.at_level(logging.WARNING, logger="rag.indexing.store"):
         gen = open_current(idx)
     assert gen.name == "g-000001"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -796,10 +796,10 @@ def _enospc(*_a: object, **_k: object) -> None:
 
 
 @pytest.mark.parametrize("target", [
-    "rag.indexing.write_chunks_db",
-    "rag.dense.DenseIndex.save",
-    "rag.lexical.LexicalIndex.save",
-    "rag.indexing.seal_manifest",
+    "rag.indexing.build.write_chunks_db",
+    "rag.indexing.dense.DenseIndex.save",
+    "rag.indexing.lexical.LexicalIndex.save",
+    "rag.indexing.build.seal_manifest",
 ])
 def test_disk_full_while_writing_keeps_the_previous_generation(
         indexed: Settings, monkeypatch: pytest.MonkeyPatch, target: str) -> None:
@@ -938,7 +938,7 @@ def test_real_disk_full_through_the_cli(small_disk: Path, small_corpus: Path) ->
 
 @given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 6)), max_size=12))
 def test_ranges_is_the_concatenation_of_aranges(pairs: list[tuple[int, int]]) -> None:
-    from rag.store import ranges
+    from rag.indexing.store import ranges
 
     lo = np.array([a for a, _ in pairs], dtype=np.int64)
     hi = lo + np.array([n for _, n in pairs], dtype=np.int64)

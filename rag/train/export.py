@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..store import file_digest
+from ..digest import file_digest
 
 FP32 = "reader-fp32.onnx"
 INT8 = "reader-int8.onnx"

@@ -20,13 +20,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .config import Settings
-from .corpus import LineIndex
-from .errors import (ConfigError, DocumentNotFoundError, IndexCorruptError, IndexMismatchError,
-                     IndexMissingError, OverloadedError, RagError)
-from .search import Searcher, follow_generations, place_span
-from .store import Generation, file_digest
-from .types import Answer, Span
+from ..config import Settings
+from ..digest import file_digest
+from ..errors import (ConfigError, DocumentNotFoundError, IndexCorruptError, IndexMismatchError,
+                      IndexMissingError, OverloadedError, RagError)
+from ..indexing.store import Generation
+from ..search.searcher import Searcher, follow_generations, place_span
+from ..text.corpus import LineIndex
+from ..types import Answer, Span
 
 log = logging.getLogger(__name__)
 
@@ -305,8 +306,8 @@ def page_response(corpus_dir: Path, gen: Generation, path: str, page: int, start
     file changed since it was indexed: the boxes belong to the indexed version)."""
     import json as _json
 
-    from .formats import ExtractError
-    from .formats.pdf import render_page
+    from ..text.formats import ExtractError
+    from ..text.formats.pdf import render_page
 
     full = resolve_document(corpus_dir, path, gen.file_by_path)
     ex = gen.extracted(path)
@@ -571,7 +572,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
                    include_in_schema=False)
     def page() -> HTMLResponse:
         """The search page."""
-        html = resources.files("rag").joinpath("static/index.html")
+        html = resources.files("rag.serve").joinpath("static/index.html")
         if not html.is_file():
             return HTMLResponse("<p>rag: use POST /ask (see /docs)</p>")
         return HTMLResponse(html.read_text(encoding="utf-8"))

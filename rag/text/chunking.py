@@ -12,8 +12,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..types import Chunk, Document, Span
 from .corpus import LineIndex
-from .types import Chunk, Document
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -75,6 +75,16 @@ def sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
     spans.append((pos, end))
     out = [_strip_span(text, s, e) for s, e in spans]
     return [(s, e) for s, e in out if e > s]
+
+
+def sentence_spans(text: str, offset: int, line_start: int) -> list[Span]:
+    """Sentences of a passage as file spans (``offset`` is the passage's start)."""
+    out = []
+    for s, e in sentences(text, 0, len(text)):
+        ls = line_start + text.count("\n", 0, s)
+        le = ls + text.count("\n", s, e)
+        out.append(Span(offset + s, offset + e, ls, le, text[s:e]))
+    return out
 
 
 def _words(text: str, start: int, end: int) -> list[tuple[int, int]]:

@@ -50,9 +50,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IndexCorruptError, IndexLockedError, IndexMissingError
-from .lru import LRU
-from .types import Chunk, Document
+from ..digest import file_digest
+from ..errors import IndexCorruptError, IndexLockedError, IndexMissingError
+from ..lru import LRU
+from ..types import Chunk, Document
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +94,6 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_path(path.parent)
-
-
-def file_digest(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def manifest_checksum(manifest: dict[str, Any]) -> str:
@@ -579,7 +571,7 @@ class Generation:
         sha = self.file_by_path[path].sha256
         got = self._extracted.get(sha)
         if got is None:
-            from .formats import load_extracted
+            from ..text.formats import load_extracted
 
             got = load_extracted(self.folder / TEXTS, sha, mmap=True)
             self._extracted.put(sha, got)

@@ -30,14 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .chunking import ChunkParams, chunk_document, embedding_text
-from .config import Settings
-from .corpus import Converter, Reuse, Skipped, scan_corpus
+from .. import __version__
+from ..config import Settings
+from ..errors import ConfigError, IndexCorruptError, IndexMissingError
+from ..text.chunking import ChunkParams, chunk_document, embedding_text, sentence_spans
+from ..text.corpus import Converter, Reuse, Skipped, scan_corpus
+from ..text.formats import (Extracted, Limits, extractor_id, format_of, load_extracted,
+                            save_extracted)
+from ..types import Chunk, Document
 from .embedding import Embedder, fingerprint_for, load_embedder
-from .highlight import sentence_spans
-from .errors import ConfigError, IndexCorruptError, IndexMissingError
-from .formats import Extracted, Limits, extractor_id, format_of, load_extracted, save_extracted
 from .segments import (SEGMENT_MANIFEST, MergePlan, Segment, SegmentStat, load_segment,
                        next_segment_name, plan_merge, segment_checksum, segments_dir)
 from .store import (CURRENT, MANIFEST, TEXTS, TOMBSTONES, collect_garbage, fsync_path,
@@ -45,7 +46,6 @@ from .store import (CURRENT, MANIFEST, TEXTS, TOMBSTONES, collect_garbage, fsync
                     generations_dir, list_generations, new_tmp_folder, next_generation_name,
                     point_current, publish, publish_segment, read_pointer, seal_manifest,
                     validate_folder, write_chunks_db)
-from .types import Chunk, Document
 
 log = logging.getLogger(__name__)
 

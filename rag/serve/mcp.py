@@ -1,5 +1,5 @@
 """MCP layer: ``create_server(settings, searcher)`` -> an MCP server for AI assistants, thin like
-api.py. Tools ``ask``, ``read_span`` and ``list_documents`` return the HTTP API's records (plus a
+http.py. Tools ``ask``, ``read_span`` and ``list_documents`` return the HTTP API's records (plus a
 ready citation per passage); each document is the resource ``rag://documents/{path}``.
 
 Arguments are checked with the API's own request models, so the limits are the same and a bad
@@ -25,12 +25,12 @@ from mcp.shared.uri_template import UriTemplate
 from mcp_types import CallToolResult, Resource, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import __version__
-from .api import (MAX_CONTEXT, NO_NUL, AskRequest, AskResponse, DocumentOut, DocumentSpanOut,
-                  Gate, PassageOut, answer_out, document_list, document_span, public_message)
-from .config import Settings
-from .errors import DocumentNotFoundError, RagError
-from .search import Searcher, follow_generations
+from .. import __version__
+from ..config import Settings
+from ..errors import DocumentNotFoundError, RagError
+from ..search.searcher import Searcher, follow_generations
+from .http import (MAX_CONTEXT, NO_NUL, AskRequest, AskResponse, DocumentOut, DocumentSpanOut,
+                   Gate, PassageOut, answer_out, document_list, document_span, public_message)
 
 log = logging.getLogger(__name__)
 

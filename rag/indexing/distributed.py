@@ -1,7 +1,7 @@
 """The embedding step on Ray Data: the same vectors as ``local_embed_step``, from a cluster.
 
 Only the embedding leaves the driver. Chunking, the diff by sha256, reuse of unchanged
-vectors, the lock and the atomic publish stay in ``indexing.py``, so a run that fails here
+vectors, the lock and the atomic publish stay in ``build.py``, so a run that fails here
 has written nothing: the generation's temp folder is created only after embedding returns.
 
     driver: texts -> Dataset{i, text} -> map_batches(_EmbedActor, N actors) -> {i, vector, node}
@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from .config import Settings
+from ..config import Settings
+from ..errors import ConfigError, RagError
+from .build import EmbedStep
 from .embedding import Embedder
-from .errors import ConfigError, RagError
-from .indexing import EmbedStep
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .types import Hit
+from ..types import Hit
 
 
 def rrf(rankings: Sequence[Sequence[Hit]], weights: Sequence[float], k: int = 60

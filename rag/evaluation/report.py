@@ -412,7 +412,7 @@ def render_html(report: dict[str, Any], serve_url: str | None = None) -> str:
     body = [_header(report), _nav(report), _metric_table(report), _baseline(report),
             _rank_charts(report), _confidence(report, serve), _latency(report),
             _misses(report, serve)]
-    css = resources.files("rag").joinpath("static/report.css").read_text(encoding="utf-8")
+    css = resources.files("rag.evaluation").joinpath("report.css").read_text(encoding="utf-8")
     digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
     csp = (f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
            f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'")
@@ -423,7 +423,8 @@ def render_html(report: dict[str, Any], serve_url: str | None = None) -> str:
             f'<meta name="referrer" content="no-referrer"><title>{_e(title)}</title>'
             f"<style>{css}</style></head><body><main>{''.join(body)}"
             '<footer><p class="note">Written by <code>rag eval</code>. Every figure comes from '
-            "the run's JSON report; <code>rag.report.render_html</code> draws it again.</p>"
+            "the run's JSON report; <code>rag.evaluation.report.render_html</code> draws it "
+            "again.</p>"
             f"</footer></main><script>{SCRIPT}</script></body></html>\n")
 
 

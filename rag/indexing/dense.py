@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .types import Hit
+from ..types import Hit
 
 
 class DenseIndex:

@@ -10,19 +10,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .chunking import sentences
-from .lexical import tokenize
-from .types import Span
-
-
-def sentence_spans(text: str, offset: int, line_start: int) -> list[Span]:
-    """Sentences of a passage as file spans (``offset`` is the passage's start)."""
-    out = []
-    for s, e in sentences(text, 0, len(text)):
-        ls = line_start + text.count("\n", 0, s)
-        le = ls + text.count("\n", s, e)
-        out.append(Span(offset + s, offset + e, ls, le, text[s:e]))
-    return out
+from ..indexing.lexical import tokenize
 
 
 def question_weights(question: str, idf: Callable[[list[str]], dict[str, float]]

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .evaluate import RANK_CUTOFF, rank_label
 
 Kind = Literal["newly missed", "worse", "fixed", "better"]

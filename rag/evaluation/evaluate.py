@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .corpus import LineIndex
-from .errors import ConfigError
-from .store import file_digest
-from .types import MODES, Answer, Mode, Span
+from ..digest import file_digest
+from ..errors import ConfigError
+from ..text.corpus import LineIndex
+from ..types import MODES, Answer, Mode, Span
 
 METRICS = ("recall@1", "recall@3", "recall@5", "recall@10", "mrr@10", "ndcg@10",
            "citation_exact_rate", "highlight_hit_rate", "answer_hit_rate", "abstain_recall",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .types import Hit
+from ..types import Hit
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 # A short English stopword list: questions are full of these and they carry no topic.

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IndexCorruptError
-from .types import Chunk, Hit
+from ..errors import IndexCorruptError
+from ..types import Chunk, Hit
 
 log = logging.getLogger(__name__)
 

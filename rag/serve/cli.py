@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, RagError
+from ..errors import ConfigError, RagError
 
 EXIT_ERROR = 2
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from .config import Settings
+    from ..config import Settings
 
     over: dict[str, Any] = {}
     for key in ("corpus_dir", "index_dir", "model", "backend", "read"):
@@ -27,13 +27,13 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def cmd_index(args: argparse.Namespace) -> int:
     """Build or update the index."""
-    from .indexing import build_index
-    from .store import index_lock
+    from ..indexing.build import build_index
+    from ..indexing.store import index_lock
 
     settings = _settings(args)
     make_step = None
     if args.engine == "ray":
-        from .distributed import ray_embed_step
+        from ..indexing.distributed import ray_embed_step
 
         make_step = ray_embed_step(settings, args.ray_address, args.embed_actors,
                                    args.embed_batch_size, args.gpus_per_actor)
@@ -78,8 +78,8 @@ def where(p: Any) -> str:
 
 def cmd_text(args: argparse.Namespace) -> int:
     """Print the text a file is indexed as: what citations' offsets index."""
-    from .corpus import Converter
-    from .indexing import limits
+    from ..indexing.build import limits
+    from ..text.corpus import Converter
 
     settings = _settings(args)
     path: Path = args.file
@@ -99,7 +99,7 @@ def cmd_text(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """Answer one question from the index."""
-    from .search import Searcher
+    from ..search.searcher import Searcher
 
     searcher = Searcher(_settings(args))
     answer = searcher.ask(args.question, args.top_k, args.mode, args.files or None)
@@ -127,9 +127,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the API (building the index first if there is none)."""
     import uvicorn
 
-    from .api import create_app
-    from .indexing import build_index
-    from .store import index_lock, list_generations
+    from ..indexing.build import build_index
+    from ..indexing.store import index_lock, list_generations
+    from .http import create_app
 
     settings = _settings(args)
     if not list_generations(settings.index_dir):
@@ -146,7 +146,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_mcp(args: argparse.Namespace) -> int:
     """Serve the search to AI assistants over MCP: stdio, or streamable HTTP with --http."""
-    from .mcp_server import serve
+    from .mcp import serve
 
     if not args.http and (args.host or args.port):
         raise ConfigError("--host and --port are for `rag mcp --http`; stdio needs neither")
@@ -157,11 +157,12 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Score the service against a gold file; optionally against a baseline, as HTML."""
-    from .compare import format_diff, load_report, with_baseline
-    from .errors import ConfigError
-    from .evaluate import READER, build_report, evaluate, format_table, load_gold, make_gates
-    from .search import Searcher
-    from .types import MODES
+    from ..errors import ConfigError
+    from ..evaluation.compare import format_diff, load_report, with_baseline
+    from ..evaluation.evaluate import (READER, build_report, evaluate, format_table, load_gold,
+                                       make_gates)
+    from ..search.searcher import Searcher
+    from ..types import MODES
 
     if args.serve_url and not args.serve_url.startswith(("http://", "https://")):
         raise ConfigError(f"--serve-url {args.serve_url!r} is not an http(s) URL; "
@@ -192,7 +193,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     if args.html:
-        from .report import render_html
+        from ..evaluation.report import render_html
 
         args.html.write_text(render_html(report, args.serve_url), encoding="utf-8")
         print(f"\nreport: {args.html}")
@@ -204,16 +205,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_train_reader(args: argparse.Namespace) -> int:
     """Train the reader, export it, calibrate it on held-out articles, write its card."""
     try:
-        from .train.pipeline import run
-        from .train.reader import TrainConfig
+        from ..train.pipeline import run
+        from ..train.reader import TrainConfig
     except ImportError as e:  # pragma: no cover - torch/transformers missing
         raise ConfigError(f"training needs the train extra ({e}); pip install -e '.[train]'") from e
     if not args.data.is_file():
         raise ConfigError(f"{args.data} is not a file; give a SQuAD 2.0 training file "
                           "(../shared/qa-train/train-v2.0-subset.json.gz)")
-    cfg = TrainConfig(data=str(args.data), out=str(args.out), layers=args.layers,
-                      steps=args.steps, batch=args.batch, seed=args.seed,
-                      articles=args.articles, every=args.every)
+    given = {k: getattr(args, k) for k in ("layers", "epochs", "steps", "batch", "lr",
+                                           "precision", "every", "seed")}
+    cfg = TrainConfig(data=str(args.data), out=str(args.out), articles=args.articles,
+                      **{k: v for k, v in given.items() if v is not None})
     card = run(cfg, args.install, candidates=args.candidates,
                calibration_articles=args.calibration_articles)
     f = card["held_out"]["int8"]
@@ -226,7 +228,7 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
 
 def cmd_convert_squad(args: argparse.Namespace) -> int:
     """Convert a SQuAD file into a corpus folder and a gold file."""
-    from .squad import convert_squad
+    from ..text.squad import convert_squad
 
     r = convert_squad(args.squad, args.out)
     print(f"{r.articles} articles -> {args.out / 'corpus'}; {r.items} gold items "
@@ -332,15 +334,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="work folder: checkpoints (resumable), log, exports, calibration index")
     p.add_argument("--install", type=Path, default=None,
                    help="copy the model and its card here (rag/models/reader ships with the package)")
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--every", type=int, default=100, help="checkpoint and log period (steps)")
-    p.add_argument("--seed", type=int, default=20261201)
+    # Defaults are TrainConfig's (one source): read lazily so `rag --help` stays light.
+    p.add_argument("--layers", type=int, default=None, help="transformer layers (default 4)")
+    p.add_argument("--epochs", type=float, default=None, help="passes over the pairs (default 2)")
+    p.add_argument("--steps", type=int, default=None, help="fixed step count (overrides epochs)")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=None,
+                   help="auto: bfloat16 autocast where the CPU has AMX/AVX512-BF16")
+    p.add_argument("--every", type=int, default=None, help="checkpoint and log period (steps)")
+    p.add_argument("--seed", type=int, default=None)
     p.add_argument("--articles", type=int, default=0, help="train on the first N articles only")
     p.add_argument("--calibration-articles", type=int, default=0,
                    help="calibrate on the first N held-out articles only")
-    p.add_argument("--candidates", type=int, default=4, help="passages read per question")
+    p.add_argument("--candidates", type=int, default=0,
+                   help="passages read per question (0: choose 4 or 8, and the head, on the "
+                        "held-out training articles)")
     p.set_defaults(func=cmd_train_reader)
 
     p = sub.add_parser("convert-squad", help="turn a SQuAD v1.1/v2.0 file into corpus + gold")

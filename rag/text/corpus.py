@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import CorpusError
+from ..digest import file_digest
+from ..errors import CorpusError
+from ..types import Document
 from .formats import (FORMATS, Extracted, ExtractError, Limits, check_size, extractor_id,
                       format_of)
-from .store import file_digest
-from .types import Document
 
 if TYPE_CHECKING:
     from .formats.worker import ExtractionWorker
