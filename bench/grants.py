@@ -37,8 +37,8 @@ def gauss_file() -> Path:
     import tempfile
 
     from rag.config import Settings
-    from rag.indexing import build_index
-    from rag.store import index_lock, open_current
+    from rag.indexing.build import build_index
+    from rag.indexing.store import index_lock, open_current
 
     with tempfile.TemporaryDirectory() as tmp:
         s = Settings(corpus_dir=ROOT / "corpus", index_dir=Path(tmp) / "index")
@@ -69,7 +69,7 @@ def switch(n: int, queries: int, ef: int) -> dict[str, Any]:
     permitted fractions."""
     import faiss
 
-    from rag.dense import DenseIndex
+    from rag.indexing.dense import DenseIndex
 
     mu, lower = load_gauss(gauss_file())
     rng = np.random.default_rng(11)
@@ -108,7 +108,7 @@ class _Gen:
     """Just what a grant's mask needs of a generation."""
 
     def __init__(self, n_files: int, chunks: int) -> None:
-        from rag.store import FileRecord
+        from rag.indexing.store import FileRecord
 
         dept = ["public", "hr", "finance", "legal", "eng"]
         self.name = "g-bench"

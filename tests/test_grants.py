@@ -19,7 +19,7 @@ from rag.indexing.build import build_index
 from rag.search.searcher import Searcher
 from rag.serve.auth import Access, AuditLog, Guard
 from rag.serve.keys import ApiKey, check_glob
-from rag.store import index_lock
+from rag.indexing.store import index_lock
 
 from .conftest import fake_settings
 

@@ -23,7 +23,7 @@ from rag.serve.keys import (
     revoke_key,
     token_hash,
 )
-from rag.store import TMP_PREFIX, sweep_temp_folders
+from rag.indexing.store import TMP_PREFIX, sweep_temp_folders
 
 
 def test_add_stores_only_a_hash_with_mode_0600(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import pytest
 
 from rag.config import Settings
 from rag.indexing.build import build_index
-from rag.store import index_lock
+from rag.indexing.store import index_lock
 
 from .conftest import CORPUS, ROOT
 from .serverutil import HOST, Server, process_on_free_port, running_server

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from importlib import resources
 
 import numpy as np
@@ -58,6 +58,19 @@ class Abstainer:
         """P(answerable) in [0, 1]."""
         z = sum(w * f for w, f in zip(self.weights, features)) + self.bias
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
+class Scope(Protocol):
+    """What a caller may read (an API key's grant): a row mask per generation, applied
+    exactly where a ``files`` filter is."""
+
+    def mask(self, gen: Generation) -> np.ndarray:
+        """One bool per chunk row of the generation."""
+        ...
+
+    def chunks(self, gen: Generation) -> int:
+        """How many rows the mask permits."""
+        ...
 
 
 QueryCache = LRU  # question -> unit vector
@@ -325,14 +338,17 @@ class Searcher:
         return self._reader.fingerprint if self._reader is not None else None
 
     def ask(self, question: str, top_k: int | None = None, mode: Mode = "hybrid",
-            files: Sequence[str] | None = None, read: bool | None = None) -> Answer:
+            files: Sequence[str] | None = None, read: bool | None = None,
+            scope: Scope | None = None) -> Answer:
         """Ranked, cited passages for a question, from one generation. ``read``: let the
-        reader reorder the top passages and judge the answer (None: the settings' default)."""
-        return self.ask_with_features(question, top_k, mode, files, read)[0]
+        reader reorder the top passages and judge the answer (None: the settings' default).
+        ``scope``: what the caller may read; retrieval, the reader and the counts see only
+        that, as if ``files`` named exactly the permitted files."""
+        return self.ask_with_features(question, top_k, mode, files, read, scope)[0]
 
     def ask_with_features(self, question: str, top_k: int | None = None, mode: Mode = "hybrid",
-                          files: Sequence[str] | None = None, read: bool | None = None
-                          ) -> tuple[Answer, tuple[float, ...]]:
+                          files: Sequence[str] | None = None, read: bool | None = None,
+                          scope: Scope | None = None) -> tuple[Answer, tuple[float, ...]]:
         """The answer and the abstention features it was judged on (for calibration)."""
         t0 = time.perf_counter()
         question = question.strip()
@@ -346,6 +362,9 @@ class Searcher:
         t1 = time.perf_counter()
 
         allowed = file_mask(gen, files)
+        if scope is not None:  # a grant narrows exactly where the files filter does
+            granted = scope.mask(gen)
+            allowed = granted if allowed is None else allowed & granted
         n = max(self.settings.candidates, top_k * 3)
         state = QueryState(qv, question_weights(question, gen.lexical.idf), {})
         dense_hits = self.dense_hits(gen, qv, n, allowed, state.sims)
@@ -391,7 +410,8 @@ class Searcher:
         timings["total"] = round((t4 - t0) * 1000, 3)
         answer = Answer(
             question, mode, passages, answerable, round(confidence, 4),
-            IndexInfo(gen.name, m["built_at"], m["model"]["name"], gen.size,
+            IndexInfo(gen.name, m["built_at"], m["model"]["name"],
+                      gen.size if scope is None else scope.chunks(gen),
                       reader.fingerprint if reader is not None else None), timings)
         return answer, feats
 
@@ -415,6 +435,9 @@ class Searcher:
         The sentence similarities computed on the way are added to ``sims_out``."""
         how = self.settings.dense_granularity
         with_sentences = how != "chunk" and gen.sentences is not None and gen.sentences.size
+        # few permitted rows of an HNSW index: score them all (README, "Security")
+        exact = (allowed is not None and gen.dense.kind != "flat"
+                 and np.count_nonzero(allowed) <= self.settings.exact_rows)
         c_all = gen.dense.all_scores(qv) if with_sentences else None
         s_all = gen.sentences.all_scores(qv) if c_all is not None else None  # type: ignore[union-attr]
         if c_all is not None and s_all is not None:
@@ -430,11 +453,12 @@ class Searcher:
             sims = s_all[ids]
             chunk_cos = c_all[rows]
         else:
-            hits = gen.dense.search(qv[None, :], n, allowed)[0]
+            hits = gen.dense.search(qv[None, :], n, allowed, exact)[0]
             if not with_sentences:
                 return hits
             assert gen.sentences is not None
-            _, found = gen.sentences.search_arrays(qv[None, :], n * 4, _sentence_mask(gen, allowed))
+            _, found = gen.sentences.search_arrays(qv[None, :], n * 4,
+                                                   _sentence_mask(gen, allowed), exact)
             found = found[0][found[0] >= 0]
             rows = np.unique(np.concatenate([np.fromiter((h.row for h in hits), np.int64, len(hits)),
                                              gen.sent_row[found].astype(np.int64)]))

@@ -124,15 +124,59 @@ class Access:
 
 class PermittedPaths:
     """The paths of a generation a key may read, as a container (what resolve_document
-    checks a requested path against: a forbidden file is then exactly a missing one)."""
+    checks a requested path against: a forbidden file is then exactly a missing one).
+    ``denied`` is set when an indexed path was refused (for the audit log)."""
 
     def __init__(self, known: Any, access: Access | None, corpus_dir: Path) -> None:
         self.known, self.access, self.corpus_dir = known, access, corpus_dir
+        self.denied = False
 
     def __contains__(self, path: object) -> bool:
         if not isinstance(path, str) or path not in self.known:
             return False
-        return self.access is None or self.access.permits(self.corpus_dir, path)
+        if self.access is None or self.access.permits(self.corpus_dir, path):
+            return True
+        self.denied = True
+        return False
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and 'localhost': addresses only this machine reaches."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def open_service_check(host: str, keys_file: Path, no_auth: bool) -> str | None:
+    """Why a service on `host` must not start (None: it may): off loopback it needs keys
+    or an explicit --no-auth. A warning is logged for --no-auth off loopback."""
+    if is_loopback(host):
+        return None
+    if no_auth:
+        log.warning("serving %s with --no-auth: anyone who reaches this port reads every "
+                    "document; use it only behind a proxy that authenticates", host)
+        return None
+    if keys_file.exists():
+        return None
+    return (f"refusing to serve {host} without API keys: anyone who reaches it would read "
+            f"every document; create a key with `rag keys add NAME --allow 'GLOB'` (keys file "
+            f"{keys_file}), or pass --no-auth if a proxy in front authenticates")
+
+
+def guard_for(settings: Any, no_auth: bool = False) -> Guard:
+    """The guard a service built from these settings runs with (--no-auth: none)."""
+    from .keys import keys_path
+
+    path = keys_path(settings.index_dir, settings.keys_file)
+    store = None if no_auth else KeyStore(path, settings.keys_interval_s)
+    audit = AuditLog(settings.audit_log or settings.index_dir / "audit.jsonl")
+    return Guard(store, settings.corpus_dir, audit, settings.key_rate_per_s,
+                 settings.key_rate_burst, settings.link_ttl_s, settings.audit_questions)
 
 
 # ---------------------------------------------------------------- rate limit and audit
@@ -364,7 +408,8 @@ class KeyCheck:
             await self.app(scope, receive, sending)
         finally:
             rec: dict[str, Any] = {"key": access.name, "route": route, "status": status}
-            rec.update(state.get("audit") or {})
+            rec.update({k: v for k, v in (state.get("audit") or {}).items()
+                        if not k.startswith("_")})
             if not g.audit_questions:
                 rec.pop("question", None)
             g.audit.write(rec)

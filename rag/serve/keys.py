@@ -28,7 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import ConfigError, RagError
+from ..errors import ConfigError, KeysFileError
+
+__all__ = ["ApiKey", "Grant", "KeyRing", "KeyStore", "KeysFileError", "add_key", "check_glob",
+           "keys_path", "read_keys", "revoke_key", "token_hash"]
 
 FORMAT = "rag-keys/1"
 KEYS_FILE = "keys.json"
@@ -38,10 +41,6 @@ TOKEN_BYTES = 32  # 256 bits
 # our write and our rename would lose the new keys file.
 PARTIAL_SUFFIX = ".partial"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class KeysFileError(RagError):
-    """The keys file exists but cannot be trusted (damaged, unreadable, wrong mode)."""
 
 
 # ---------------------------------------------------------------- grants
