@@ -155,10 +155,10 @@ def grant_ask(index_dir: Path, gauss: Path, corpus_dir: Path, queries: int,
     and with keys that may read each fraction of the files, in one run; recall@10 of the
     dense candidates each key gets against exact search over its permitted rows; the cost of
     its first (uncached) row mask."""
-    from rag.search.searcher import Searcher
     from synth import SynthEmbedder, dev_questions
 
     from rag.config import Settings
+    from rag.search.searcher import Searcher
     from rag.serve.auth import Access, AuditLog, Guard
     from rag.serve.keys import ApiKey
 

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rag.indexing.build import build_index
+from rag.indexing.store import index_lock
 from rag.search.searcher import Searcher
 from rag.serve.auth import Access, AuditLog, Guard
 from rag.serve.keys import ApiKey, check_glob
-from rag.indexing.store import index_lock
 
 from .conftest import fake_settings
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from rag.errors import ConfigError
+from rag.indexing.store import TMP_PREFIX, sweep_temp_folders
 from rag.serve import keys as K
 from rag.serve.keys import (
     Grant,
@@ -23,7 +24,6 @@ from rag.serve.keys import (
     revoke_key,
     token_hash,
 )
-from rag.indexing.store import TMP_PREFIX, sweep_temp_folders
 
 
 def test_add_stores_only_a_hash_with_mode_0600(tmp_path: Path) -> None:

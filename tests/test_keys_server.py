@@ -40,7 +40,7 @@ QUESTIONS = ("Which company trained farmers in Ussuriysk to use automatic naviga
 HTML_DOC = ("<html><head><title>Public briefing</title></head><body><h1 id='top'>Briefing"
             "</h1><p>The harbour crane contract was signed by the port authority in March."
             "</p><p>Cranes arrive in the autumn.</p></body></html>")
-TIMEOUT = 120.0
+TIMEOUT = 300.0  # a loaded 2-core machine can take minutes to start a server
 
 
 def rag(*args: str, env: dict[str, str] | None = None, timeout: float = 120
