@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,79 @@ def test_store_rereads_within_its_interval(tmp_path: Path) -> None:
         threading.Event().wait(0.05)
         deadline -= 1
     assert deadline, "the new key never became visible"
+
+
+# ---------------------------------------------------------------- a running app (in process)
+
+@pytest.fixture
+def keyed_app(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The HTTP app over a small fake-embedder index with one key; (client, settings, token)."""
+    from fastapi.testclient import TestClient
+
+    from rag.indexing.build import build_index
+    from rag.indexing.store import index_lock
+    from rag.serve.http import create_app
+
+    from .conftest import fake_settings
+
+    for path, text in {"public/a.txt": "The harbour crane contract was signed in March.",
+                       "secret/b.txt": "The merger with Northwind closes in June."}.items():
+        f = tmp_path / "corpus" / path
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text)
+    s = fake_settings(tmp_path, keys_interval_s=0.05)
+    with index_lock(s.index_dir):
+        build_index(s)
+    token = add_key(s.index_dir / "keys.json", "pub", ["public/**"])
+    with TestClient(create_app(s, watch=False)) as c:
+        yield c, s, token
+
+
+def test_damaged_keys_file_gives_503_and_never_opens(keyed_app, caplog: pytest.LogCaptureFixture
+                                                     ) -> None:  # type: ignore[no-untyped-def]
+    c, s, token = keyed_app
+    h = {"Authorization": f"Bearer {token}"}
+    assert c.get("/documents", headers=h).json()[0]["path"] == "public/a.txt"
+    assert c.get("/documents").status_code == 401
+    path = s.index_dir / "keys.json"
+    for damage in (lambda: path.write_bytes(path.read_bytes()[:20]),  # truncated
+                   lambda: path.chmod(0o644),  # readable by others
+                   path.unlink):  # gone
+        good = path.read_bytes()
+        damage()
+        time.sleep(0.1)
+        with caplog.at_level("ERROR"):
+            for headers in (h, {}):
+                r = c.get("/documents", headers=headers)
+                assert r.status_code == 503 and r.headers["retry-after"]
+                assert r.json()["error"] == "the service cannot check API keys right now; try again later"
+                assert str(s.index_dir) not in r.text
+        assert any("keys file" in m and ("rag keys add" in m or "chmod 600" in m)
+                   for m in caplog.messages), caplog.messages
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, good)
+        os.close(fd)
+        time.sleep(0.1)
+        assert c.get("/documents", headers=h).status_code == 200
+    for name in ("pub",):  # revoking every key: refused, not open
+        revoke_key(path, name)
+    time.sleep(0.1)
+    assert c.get("/documents", headers=h).status_code == 401
+    assert c.get("/documents").status_code == 401
+    assert c.get("/healthz").status_code == 200
+
+
+def test_overload_429_carries_retry_after(keyed_app) -> None:  # type: ignore[no-untyped-def]
+    from rag.serve import http
+
+    c, _s, token = keyed_app
+    gate = http.Gate(1)
+    gate._sem.acquire()  # the one slot is taken
+    original = http.Gate.__enter__
+    try:
+        http.Gate.__enter__ = lambda self: original(gate)  # type: ignore[method-assign]
+        r = c.post("/ask", json={"question": "crane"}, headers={"Authorization": f"Bearer {token}"})
+    finally:
+        http.Gate.__enter__ = original  # type: ignore[method-assign]
+    assert r.status_code == 429 and r.headers["retry-after"] == "1"
