@@ -46,7 +46,7 @@ TIMEOUT = 300.0  # a loaded 2-core machine can take minutes to start a server
 def rag(*args: str, env: dict[str, str] | None = None, timeout: float = 120
         ) -> subprocess.CompletedProcess[str]:
     """`python -m rag.cli ARGS` from the repo root (this checkout's code)."""
-    return subprocess.run([sys.executable, "-m", "rag.cli", *args], cwd=ROOT, text=True,
+    return subprocess.run([sys.executable, "-m", "rag.serve.cli", *args], cwd=ROOT, text=True,
                           capture_output=True, timeout=timeout, check=False,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
 
@@ -368,7 +368,7 @@ def test_mcp_over_http_follows_the_same_keys(world: World, tmp_path: Path) -> No
     from .test_mcp import wait_listening
 
     def command(port: int) -> list[str]:
-        return [sys.executable, "-m", "rag.cli", "mcp", "--http", "--host", HOST, "--port",
+        return [sys.executable, "-m", "rag.serve.cli", "mcp", "--http", "--host", HOST, "--port",
                 str(port), "--corpus", str(world.corpus), "--index", str(world.index)]
 
     with process_on_free_port(command, tmp_path / "mcp.log", wait_listening, TIMEOUT,
