@@ -45,7 +45,7 @@ TIMEOUT = 300.0  # a loaded 2-core machine can take minutes to start a server
 
 def rag(*args: str, env: dict[str, str] | None = None, timeout: float = 120
         ) -> subprocess.CompletedProcess[str]:
-    """`python -m rag.cli ARGS` from the repo root (this checkout's code)."""
+    """`python -m rag.serve.cli ARGS` from the repo root (this checkout's code)."""
     return subprocess.run([sys.executable, "-m", "rag.serve.cli", *args], cwd=ROOT, text=True,
                           capture_output=True, timeout=timeout, check=False,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
