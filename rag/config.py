@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     approximate_threshold: int = Field(50_000, ge=1)
     # HNSW recall@10 at 1M synthetic rows: ef 128 -> 0.81, 256 -> 0.90 (bench); 512 for >= 0.95
     hnsw_ef_search: int = Field(512, ge=8, le=4096)
+    # A files filter or an API key's grant that permits at most this many rows of an HNSW
+    # index is searched exactly (every permitted vector scored) instead of through HNSW with
+    # an id selector, which loses recall and time when it passes few rows (README, "Security")
+    exact_rows: int = Field(20_000, ge=0)
     # FAISS OpenMP threads for queries: one query at a time gains nothing from more, and
     # on 2 cores the thread hand-off cost 10k-row searches 9.6 ms instead of 1.8 ms (bench).
     faiss_query_threads: int = Field(1, ge=0, le=256)  # 0: FAISS's default
@@ -111,3 +115,14 @@ class Settings(BaseSettings):
     watch_max_wait_s: float = Field(default=30.0, gt=0.0)
     watch_hold_s: float = Field(default=1.0, ge=0.0)
     watch_removal_hold_s: float = Field(default=10.0, ge=0.0)
+    # API keys (README, "Security"). The keys file: keys.json in the index folder unless set.
+    keys_file: Path | None = None
+    keys_interval_s: float = Field(1.0, gt=0.0)  # how soon new and revoked keys apply
+    # Requests a second per key (token bucket; 0: no limit) and the burst it allows
+    key_rate_per_s: float = Field(20.0, ge=0.0)
+    key_rate_burst: int = Field(40, ge=1)
+    link_ttl_s: float = Field(300.0, gt=0.0)  # signed links to originals and page images
+    # The audit log (JSON lines): audit.jsonl in the index folder unless set; questions are
+    # written to it only when audit_questions is on
+    audit_log: Path | None = None
+    audit_questions: bool = False

@@ -7,7 +7,9 @@
     ├── IndexCorruptError      a generation fails validation (hash, size, counts)
     ├── IndexMismatchError     the index was built with another model or dimension
     ├── IndexLockedError       another `rag index` holds the lock
-    ├── DocumentNotFoundError  a document path is outside the corpus or unknown
+    ├── DocumentNotFoundError  a document path is outside the corpus or unknown (or one an
+    │                          API key may not read: the same error, on purpose)
+    ├── KeysFileError          the API keys file is damaged, unreadable or readable by others
     └── OverloadedError        the service has more work queued than it accepts
 
 Every message names the bad value and how to fix it.
@@ -46,6 +48,10 @@ class IndexLockedError(RagError):
 
 class DocumentNotFoundError(RagError):
     """A requested document is not in the corpus (or lies outside it)."""
+
+
+class KeysFileError(RagError):
+    """The keys file exists but cannot be trusted (damaged, unreadable, wrong mode)."""
 
 
 class OverloadedError(RagError):

@@ -50,16 +50,20 @@ class DenseIndex:
             index.add(vectors)
         return cls(index, kind)
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
-               ) -> list[list[Hit]]:
-        """Top-k rows per query by inner product; ``allowed`` is an optional row mask."""
-        scores, rows = self.search_arrays(queries, k, allowed)
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
+               exact: bool = False) -> list[list[Hit]]:
+        """Top-k rows per query by inner product; ``allowed`` is an optional row mask;
+        ``exact``: score every allowed vector even in an HNSW index."""
+        scores, rows = self.search_arrays(queries, k, allowed, exact)
         return [[Hit(r, s, i + 1) for i, (r, s) in enumerate(zip(rr.tolist(), ss.tolist()))
                  if r >= 0] for rr, ss in zip(rows, scores)]
 
-    def search_arrays(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        """FAISS's own (scores, rows) arrays, one line per query; row -1 pads a short line."""
+    def search_arrays(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
+                      exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's own (scores, rows) arrays, one line per query; row -1 pads a short line.
+
+        ``exact`` (with a mask) searches an HNSW index's flat storage with the selector:
+        every allowed vector is scored, the others only tested against the bitmap."""
         import faiss
 
         q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
@@ -68,14 +72,18 @@ class DenseIndex:
         if k <= 0:
             return empty
         params = None
+        index = self._index
         if allowed is not None:
             sel, n_allowed = self._select(allowed)
             if not n_allowed:
                 return empty
             k = min(k, n_allowed)
+            if self.kind == "hnsw" and exact:
+                index = faiss.downcast_index(self._index.storage)  # type: ignore[attr-defined]
             params = (faiss.SearchParametersHNSW(sel=sel, efSearch=self._ef())
-                      if self.kind == "hnsw" else faiss.SearchParameters(sel=sel))
-        scores, rows = self._index.search(q, k, params=params)  # type: ignore[attr-defined]
+                      if index is self._index and self.kind == "hnsw"
+                      else faiss.SearchParameters(sel=sel))
+        scores, rows = index.search(q, k, params=params)  # type: ignore[attr-defined]
         return scores, rows
 
     def _select(self, allowed: np.ndarray) -> tuple[object, int]:
@@ -107,7 +115,9 @@ class DenseIndex:
         if view is None or len(view) != self.size:
             import faiss
 
-            view = faiss.rev_swig_ptr(self._index.get_xb(), self.size * self.dim  # type: ignore[attr-defined]
+            flat = (self._index if self.kind == "flat"
+                    else faiss.downcast_index(self._index.storage))  # type: ignore[attr-defined]
+            view = faiss.rev_swig_ptr(flat.get_xb(), self.size * self.dim
                                       ).reshape(self.size, self.dim)
             self._view = view
         return view
@@ -117,9 +127,9 @@ class DenseIndex:
         rows = np.asarray(rows, dtype=np.int64)
         if not len(rows):
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self.kind == "flat":  # plain indexing beats a SWIG call per question
-            return self._flat()[rows]
-        return np.asarray(self._index.reconstruct_batch(rows), dtype=np.float32)  # type: ignore[attr-defined]
+        # plain indexing of the stored vectors (HNSWFlat keeps them in a flat storage):
+        # FAISS's reconstruct_batch copies row by row, in OpenMP threads above 1,000 rows
+        return self._flat()[rows]
 
     def add(self, vectors: np.ndarray) -> None:
         """Append rows (a merge extends a segment's index instead of rebuilding it)."""

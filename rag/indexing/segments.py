@@ -208,10 +208,11 @@ class SegmentedDense:
         """"flat" when every segment is searched exactly, else "hnsw"."""
         return "flat" if all(p.kind == "flat" for p in self.parts) else "hnsw"
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
-               ) -> list[list[Hit]]:
-        """Top-k generation rows per query by inner product; ``allowed``: a row mask."""
-        scores, rows = self.search_arrays(queries, k, allowed)
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
+               exact: bool = False) -> list[list[Hit]]:
+        """Top-k generation rows per query by inner product; ``allowed``: a row mask;
+        ``exact``: score every allowed vector, also in HNSW segments."""
+        scores, rows = self.search_arrays(queries, k, allowed, exact)
         return [[Hit(r, s, i + 1) for i, (r, s) in enumerate(zip(rr.tolist(), ss.tolist()))
                  if r >= 0] for rr, ss in zip(rows, scores)]
 
@@ -222,15 +223,15 @@ class SegmentedDense:
         mask[self.keep_local[i]] = allowed[self.keep_global[i]]
         return mask
 
-    def search_arrays(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
+    def search_arrays(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
+                      exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows) per query, best first; row -1 pads a short line."""
         if self._identity:
-            return self.parts[0].search_arrays(queries, k, allowed)  # type: ignore[no-any-return]
+            return self.parts[0].search_arrays(queries, k, allowed, exact)  # type: ignore[no-any-return]
         q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         got_s, got_r = [], []
         for i, part in enumerate(self.parts):
-            s, r = part.search_arrays(q, k, self._local_mask(i, allowed))
+            s, r = part.search_arrays(q, k, self._local_mask(i, allowed), exact)
             g = np.where(r >= 0, self.maps[i][np.maximum(r, 0)], -1) if r.size else r
             got_s.append(s)
             got_r.append(g)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 from importlib import resources
 
 import numpy as np
@@ -63,6 +63,19 @@ class Abstainer:
     def confidence(self, *features: float) -> float:
         """P(answerable) in [0, 1]."""
         return self.model.one(features)
+
+
+class Scope(Protocol):
+    """What a caller may read (an API key's grant): a row mask per generation, applied
+    exactly where a ``files`` filter is."""
+
+    def mask(self, gen: Generation) -> np.ndarray:
+        """One bool per chunk row of the generation."""
+        ...
+
+    def chunks(self, gen: Generation) -> int:
+        """How many rows the mask permits."""
+        ...
 
 
 QueryCache = LRU  # question -> unit vector
@@ -411,25 +424,28 @@ class Searcher:
 
     def ask(self, question: str, top_k: int | None = None, mode: Mode = "hybrid",
             files: Sequence[str] | None = None, read: bool | None = None,
-            filters: Filters | None = None) -> Answer:
+            filters: Filters | None = None, scope: Scope | None = None) -> Answer:
         """Ranked, cited passages for a question, from one generation. ``read``: let the
         reader reorder the top passages and judge the answer (None: the settings' default);
-        ``filters``: dates and formats (and globs) applied inside retrieval, like ``files``."""
-        return self.ask_with_features(question, top_k, mode, files, read, filters)[0]
+        ``filters``: dates and formats (and globs) applied inside retrieval, like ``files``;
+        ``scope``: what the caller may read; retrieval, the reader and the counts see only
+        that, as if ``files`` named exactly the permitted files."""
+        return self.ask_with_features(question, top_k, mode, files, read, filters, scope)[0]
 
     def ask_with_features(self, question: str, top_k: int | None = None, mode: Mode = "hybrid",
                           files: Sequence[str] | None = None, read: bool | None = None,
-                          filters: Filters | None = None) -> tuple[Answer, tuple[float, ...]]:
+                          filters: Filters | None = None, scope: Scope | None = None
+                          ) -> tuple[Answer, tuple[float, ...]]:
         """The answer and the abstention features it was judged on (for calibration)."""
         gen = self.generation.acquire()  # one generation for the whole answer
         try:
-            return self._ask(gen, question, top_k, mode, files, read, filters)
+            return self._ask(gen, question, top_k, mode, files, read, filters, scope)
         finally:
             gen.release()
 
     def _ask(self, gen: Generation, question: str, top_k: int | None, mode: Mode,
-             files: Sequence[str] | None, read: bool | None, filters: Filters | None
-             ) -> tuple[Answer, tuple[float, ...]]:
+             files: Sequence[str] | None, read: bool | None, filters: Filters | None,
+             scope: Scope | None = None) -> tuple[Answer, tuple[float, ...]]:
         t0 = time.perf_counter()
         question = question.strip()
         top_k = top_k or self.settings.top_k
@@ -443,6 +459,9 @@ class Searcher:
         if files:
             filters = replace(filters or Filters(), files=tuple(files))
         allowed = row_mask(gen, filters)
+        if scope is not None:  # a grant narrows exactly where the files filter does
+            granted = scope.mask(gen)
+            allowed = granted if allowed is None else allowed & granted
         n = max(self.settings.candidates, top_k * 3)
         state = QueryState(qv, question_weights(question, gen.lexical.idf), {})
         dense_hits = self.dense_hits(gen, qv, n, allowed, state.sims)
@@ -488,7 +507,8 @@ class Searcher:
         timings["total"] = round((t4 - t0) * 1000, 3)
         answer = Answer(
             question, mode, passages, answerable, round(confidence, 4),
-            IndexInfo(gen.name, m["built_at"], m["model"]["name"], gen.size,
+            IndexInfo(gen.name, m["built_at"], m["model"]["name"],
+                      gen.size if scope is None else scope.chunks(gen),
                       reader.fingerprint if reader is not None else None), timings)
         return answer, feats
 
@@ -512,6 +532,9 @@ class Searcher:
         The sentence similarities computed on the way are added to ``sims_out``."""
         how = self.settings.dense_granularity
         with_sentences = how != "chunk" and gen.sentences is not None and gen.sentences.size
+        # few permitted rows of an HNSW index: score them all (README, "Security")
+        exact = (allowed is not None and gen.dense.kind != "flat"
+                 and np.count_nonzero(allowed) <= self.settings.exact_rows)
         c_all = gen.dense.all_scores(qv) if with_sentences else None
         s_all = gen.sentences.all_scores(qv) if c_all is not None else None  # type: ignore[union-attr]
         if c_all is not None and s_all is not None:
@@ -527,11 +550,12 @@ class Searcher:
             sims = s_all[ids]
             chunk_cos = c_all[rows]
         else:
-            hits = gen.dense.search(qv[None, :], n, allowed)[0]
+            hits = gen.dense.search(qv[None, :], n, allowed, exact)[0]
             if not with_sentences:
                 return hits
             assert gen.sentences is not None
-            _, found = gen.sentences.search_arrays(qv[None, :], n * 4, _sentence_mask(gen, allowed))
+            _, found = gen.sentences.search_arrays(qv[None, :], n * 4,
+                                                   _sentence_mask(gen, allowed), exact)
             found = found[0][found[0] >= 0]
             rows = np.unique(np.concatenate([np.fromiter((h.row for h in hits), np.int64, len(hits)),
                                              gen.sent_row[found].astype(np.int64)]))

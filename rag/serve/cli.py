@@ -184,6 +184,16 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_open(settings: Any, host: str, no_auth: bool) -> None:
+    """ConfigError when a service on `host` would serve every document to the network."""
+    from .auth import open_service_check
+    from .keys import keys_path
+
+    why = open_service_check(host, keys_path(settings.index_dir, settings.keys_file), no_auth)
+    if why:
+        raise ConfigError(why)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the API (building the index first if there is none)."""
     import uvicorn
@@ -192,11 +202,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..indexing.store import index_lock, list_generations
     from ..search.searcher import Searcher
     from ..search.searcher import check_reader_setting
+    from .auth import guard_for
     from .http import create_app
     from .metrics import Metrics
 
     settings = _settings(args)
     check_reader_setting(settings)  # before a long index build, not after it
+    _refuse_open(settings, args.host, args.no_auth)
     if not list_generations(settings.index_dir):
         print(f"no index in {settings.index_dir}: building it from {settings.corpus_dir} ...",
               file=sys.stderr)
@@ -205,7 +217,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 print(build_index(settings).summary(), file=sys.stderr)
     searcher = Searcher(settings)
     metrics = Metrics()
-    app = create_app(settings, searcher, metrics=metrics)
+    app = create_app(settings, searcher, metrics=metrics,
+                     guard=guard_for(settings, args.no_auth))
     watcher = None
     if args.watch:
         from ..indexing.watch import FolderWatcher
@@ -232,10 +245,46 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     """Serve the search to AI assistants over MCP: stdio, or streamable HTTP with --http."""
     from .mcp import serve
 
-    if not args.http and (args.host or args.port):
-        raise ConfigError("--host and --port are for `rag mcp --http`; stdio needs neither")
-    serve(_settings(args), "streamable-http" if args.http else "stdio",
-          args.host or "127.0.0.1", args.port or 8001, args.verbose)
+    if not args.http and (args.host or args.port or args.no_auth):
+        raise ConfigError("--host, --port and --no-auth are for `rag mcp --http`; stdio "
+                          "needs none (it acts for the local user)")
+    settings = _settings(args)
+    if args.http:
+        _refuse_open(settings, args.host or "127.0.0.1", args.no_auth)
+    serve(settings, "streamable-http" if args.http else "stdio",
+          args.host or "127.0.0.1", args.port or 8001, args.verbose, args.no_auth)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Add, list or revoke API keys (the keys file beside the index)."""
+    from .auth import last_used
+    from .keys import add_key, keys_path, read_keys, revoke_key
+
+    settings = _settings(args)
+    path = keys_path(settings.index_dir, settings.keys_file)
+    if args.keys_command == "add":
+        token = add_key(path, args.name, args.allow)
+        print(f"key {args.name!r} may read {', '.join(args.allow)}; its token (shown once, "
+              f"only its hash is kept in {path}):", file=sys.stderr)
+        print(token)
+    elif args.keys_command == "revoke":
+        revoke_key(path, args.name)
+        print(f"revoked {args.name!r}; running servers refuse it within "
+              f"{settings.keys_interval_s:g} s")
+    else:
+        got = read_keys(path)
+        used = last_used(settings.audit_log or settings.index_dir / "audit.jsonl")
+        rows = [{"name": k.name, "allow": list(k.allow), "created": k.created,
+                 "last_used": used.get(k.name)} for k in (got[0].keys if got else ())]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        elif not rows:
+            print(f"no keys in {path}" if got else f"no keys file at {path}")
+        else:
+            for r in rows:
+                print(f"{r['name']}\t{' '.join(r['allow'])}\tcreated {r['created']}\t"
+                      f"last used {r['last_used'] or 'never'}")
     return 0
 
 
@@ -406,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", action="store_true",
                    help="follow the corpus folder: index changes as they settle and serve "
                    "them (one watcher per index)")
+    p.add_argument("--no-auth", action="store_true",
+                   help="never check API keys, even off loopback (only behind a proxy that "
+                   "authenticates)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("mcp", help="serve AI assistants over MCP (stdio; --http for HTTP)")
@@ -414,7 +466,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="streamable HTTP at http://HOST:PORT/mcp instead of stdio")
     p.add_argument("--host", help="with --http: address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="with --http: port (default 8001)")
+    p.add_argument("--no-auth", action="store_true",
+                   help="with --http: never check API keys (only behind an authenticating proxy)")
     p.set_defaults(func=cmd_mcp)
+
+    p = sub.add_parser("keys", help="API keys: which documents each may read")
+    ks = p.add_subparsers(dest="keys_command", required=True)
+    k = ks.add_parser("add", help="add a key; its token is printed once, as the last line")
+    _add_common(k)
+    k.add_argument("name", help="a name for the key (letters, digits, _ . -)")
+    k.add_argument("--allow", action="append", required=True, metavar="GLOB",
+                   help="corpus paths it may read: * stays in one folder, ** crosses "
+                   "folders (e.g. 'public/**'); repeat for more")
+    k.set_defaults(func=cmd_keys)
+    k = ks.add_parser("list", help="names, grants, created, last used (never a token)")
+    _add_common(k)
+    k.add_argument("--json", action="store_true")
+    k.set_defaults(func=cmd_keys)
+    k = ks.add_parser("revoke", help="remove a key (running servers refuse it within seconds)")
+    _add_common(k)
+    k.add_argument("name")
+    k.set_defaults(func=cmd_keys)
 
     p = sub.add_parser("eval", help="score retrieval against a gold JSONL file")
     _add_common(p)

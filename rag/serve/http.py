@@ -32,6 +32,7 @@ from ..text.corpus import LineIndex
 from ..types import Answer, Span
 from . import logs
 from .metrics import CONTENT_TYPE, Metrics, ObserveRequests, generation_stats
+from .auth import Access, Guard, KeyCheck, PermittedPaths, guard_for
 
 log = logging.getLogger(__name__)
 
@@ -274,17 +275,23 @@ def span_bounds(start: int | None, end: int | None, length: int) -> tuple[int, i
     return a, b
 
 
-def document_list(gen: Generation) -> list[DocumentOut]:
-    """The files of a generation as GET /documents and MCP list_documents list them."""
-    return [DocumentOut(**f.__dict__, format=gen.document_format(f.path)) for f in gen.files]
+def document_list(gen: Generation, access: Access | None = None) -> list[DocumentOut]:
+    """The files of a generation (those a key may read) as GET /documents and MCP
+    list_documents list them."""
+    ok = access.file_mask(gen) if access is not None else None
+    return [DocumentOut(**f.__dict__, format=gen.document_format(f.path))
+            for i, f in enumerate(gen.files) if ok is None or ok[i]]
 
 
 def document_span(corpus_dir: Path, gen: Generation, path: str, start: int | None = None,
                   end: int | None = None, context: int = 300,
-                  listing: str = "GET /documents") -> DocumentSpanOut:
+                  listing: str = "GET /documents", known: Container[str] | None = None
+                  ) -> DocumentSpanOut:
     """A document as it is on disk now (sha256, stale flag); with start/end, that span and
-    `context` characters either side. Shared by GET /documents/{path} and MCP read_span."""
-    full = resolve_document(corpus_dir, path, gen.file_by_path, listing)
+    `context` characters either side. Shared by GET /documents/{path} and MCP read_span.
+    ``known``: the paths the caller may read (default: every indexed one)."""
+    full = resolve_document(corpus_dir, path, gen.file_by_path if known is None else known,
+                            listing)
     rec = gen.file_by_path[path]
     ex = gen.extracted(path)
     if ex is None:
@@ -330,7 +337,7 @@ def original_response(full: Path, fmt: str) -> Response:
 
 
 def page_response(corpus_dir: Path, gen: Generation, path: str, page: int, start: int | None,
-                  end: int | None, dpi: int) -> Response:
+                  end: int | None, dpi: int, known: Container[str] | None = None) -> Response:
     """A rendered PDF page with the boxes of [start, end) drawn (nothing drawn when the
     file changed since it was indexed: the boxes belong to the indexed version)."""
     import json as _json
@@ -338,7 +345,7 @@ def page_response(corpus_dir: Path, gen: Generation, path: str, page: int, start
     from ..text.formats import ExtractError
     from ..text.formats.pdf import render_page
 
-    full = resolve_document(corpus_dir, path, gen.file_by_path)
+    full = resolve_document(corpus_dir, path, gen.file_by_path if known is None else known)
     ex = gen.extracted(path)
     if ex is None or ex.layout.format != "pdf":
         raise DocumentNotFoundError(f"document {path!r} is not a PDF; pages are for PDFs")
@@ -538,12 +545,29 @@ async def get_searcher(request: Request) -> Searcher:
 SearcherDep = Annotated[Searcher, Depends(get_searcher)]
 
 
+async def get_access(request: Request) -> Access | None:
+    """The caller's key, put there by the KeyCheck middleware (None: keys not required)."""
+    return getattr(request.state, "access", None)
+
+
+AccessDep = Annotated[Access | None, Depends(get_access)]
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/docs", "/openapi.json"})
+
+
+def public_path(path: str) -> bool:
+    """Routes that need no key: health, the page's static shell, the API docs."""
+    return path in PUBLIC_PATHS or path.startswith("/docs-static/")
+
+
 def create_app(settings: Settings, searcher: Searcher | None = None,
-               watch: bool = True, metrics: Metrics | None = None) -> FastAPI:
+               watch: bool = True, metrics: Metrics | None = None,
+               guard: Guard | None = None) -> FastAPI:
     """The service: POST /ask, documents, health, /metrics; follows new index generations;
-    one log line per request."""
+    one log line per request. Keys are checked once the keys file exists (``guard``: how;
+    default from the settings)."""
     searcher = searcher or Searcher(settings)
     gate = Gate(settings.max_queue)
+    guard = guard or guard_for(settings)
     metrics = metrics or Metrics()
     metrics.follow_generation(
         lambda: generation_stats(searcher._gen) if searcher._gen is not None else None)
@@ -572,12 +596,23 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
                     "citation (file, code-point offsets, 1-based inclusive lines).",
         version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(ObserveRequests, metrics=metrics)  # outside BodyLimit: sees 413s too
+    app.add_middleware(KeyCheck, guard=guard, public=public_path)  # before any route
+    app.add_middleware(ObserveRequests, metrics=metrics)  # outside both: sees 401s and 413s
     app.add_middleware(OneLineStartup)  # outermost: a start-up ConfigError in one line
     _offline_docs(app)
     app.state.searcher = searcher
     app.state.gate = gate
     app.state.metrics = metrics
+    app.state.guard = guard
+
+    def readable(request: Request, gen: Generation, path: str) -> PermittedPaths:
+        """The paths this caller may read; the audit record names the one asked for."""
+        known = PermittedPaths(gen.file_by_path, get_access_sync(request), settings.corpus_dir)
+        request.state.audit = {"files": [path], "denied": None, "_known": known}
+        return known
+
+    def get_access_sync(request: Request) -> Access | None:
+        return getattr(request.state, "access", None)
 
     async def require_json(request: Request) -> None:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -602,7 +637,13 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
         status = {IndexMissingError: 503, IndexCorruptError: 503, IndexMismatchError: 503,
                   OverloadedError: 429, DocumentNotFoundError: 404, ConfigError: 422}
         code = next((s for t, s in status.items() if isinstance(exc, t)), 500)
-        return _json_error(code, str(exc), hide=(settings.index_dir, settings.corpus_dir))
+        audit = getattr(request.state, "audit", None)
+        if audit is not None and "_known" in audit:
+            audit.update(files=[], denied="not permitted" if audit["_known"].denied else None)
+        resp = _json_error(code, str(exc), hide=(settings.index_dir, settings.corpus_dir))
+        if code == 429:
+            resp.headers["Retry-After"] = "1"
+        return resp
 
     @app.exception_handler(Exception)
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
@@ -614,54 +655,71 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
 
     @app.post("/ask", response_model=AskResponse, responses=responses,
               dependencies=[Depends(require_json)], summary="Ask a question")
-    def ask(req: AskRequest, s: SearcherDep) -> Response:
+    def ask(req: AskRequest, s: SearcherDep, access: AccessDep, request: Request) -> Response:
         """Ranked passages that answer the question, each an exact quote with its citation."""
         ctx = logs.current()
         if ctx is not None:
             ctx.mode, ctx.question = req.mode, req.question
         with gate:
             answer = s.ask(req.question, req.top_k, req.mode, req.files, req.read,
-                           req.filters())
+                           req.filters(), scope=access)
         if ctx is not None:
             ctx.timings_ms = answer.timings_ms
         out = answer_out(answer)
+        request.state.audit = {"files": sorted({p.file for p in out.passages}),
+                               "question": req.question}
         # Serialised here, in the worker thread: FastAPI would validate the model again and
         # hop threads once more to do it (bench: ~1 ms a request).
         return Response(out.model_dump_json(), media_type="application/json")
 
     @app.get("/documents", response_model=list[DocumentOut], responses=responses,
              summary="List indexed documents")
-    def documents(s: SearcherDep) -> list[DocumentOut]:
-        """The files of the serving generation."""
-        return document_list(s.generation)
+    def documents(s: SearcherDep, access: AccessDep) -> list[DocumentOut]:
+        """The files of the serving generation (those the key may read)."""
+        return document_list(s.generation, access)
+
+    @app.get("/links/{path:path}", responses=responses, summary="Signed links to a document")
+    def links(path: str, s: SearcherDep, access: AccessDep, request: Request) -> dict[str, str]:
+        """Links a browser can open without the Authorization header: the original file and
+        (as a query string to append) its page images; they expire after RAG_LINK_TTL_S."""
+        from urllib.parse import quote
+
+        resolve_document(settings.corpus_dir, path, readable(request, s.generation, path))
+        query = guard.sign(access, path)
+        url = "/documents/" + quote(path) + "/original"
+        return {"original": url + ("?" + query if query else ""), "query": query}
 
     @app.get("/documents/{path:path}/original", responses=responses,
              response_class=Response, summary="The original file (PDF, HTML, DOCX, text)")
-    def original(path: str, s: SearcherDep) -> Response:
+    def original(path: str, s: SearcherDep, request: Request) -> Response:
         """The file itself, as it is on disk now, shown inline and never run: HTML comes with
         a sandboxing Content-Security-Policy (no scripts, no requests, its own origin)."""
         gen = s.generation
-        full = resolve_document(settings.corpus_dir, path, gen.file_by_path)
+        full = resolve_document(settings.corpus_dir, path, readable(request, gen, path))
         return original_response(full, gen.document_format(path))
 
     @app.get("/documents/{path:path}/pages/{page}.png", responses=responses,
              response_class=Response, summary="A PDF page with the cited span boxed")
     def page_png(path: str, page: Annotated[int, Path_(ge=1, le=100_000)], s: SearcherDep,
-                 start: Annotated[int | None, Query(ge=0)] = None,
+                 request: Request, start: Annotated[int | None, Query(ge=0)] = None,
                  end: Annotated[int | None, Query(ge=0)] = None,
                  dpi: Annotated[int, Query(ge=36, le=200)] = 110) -> Response:
         """PNG of one page (at most 200 dpi, 2000 px a side) with the boxes of the characters
         of [start, end) drawn on it; their pixel boxes in the X-Highlight-Boxes header."""
-        return page_response(settings.corpus_dir, s.generation, path, page, start, end, dpi)
+        gen = s.generation
+        return page_response(settings.corpus_dir, gen, path, page, start, end, dpi,
+                             readable(request, gen, path))
 
     @app.get("/documents/{path:path}", response_model=DocumentSpanOut, responses=responses,
              summary="Read a document or verify a cited span")
-    def document(path: str, s: SearcherDep,
+    def document(path: str, s: SearcherDep, request: Request,
                  start: Annotated[int | None, Query(ge=0)] = None,
                  end: Annotated[int | None, Query(ge=0)] = None,
                  context: Annotated[int, Query(ge=0, le=MAX_CONTEXT)] = 300) -> DocumentSpanOut:
         """The file as it is now (sha256, stale flag); with start/end, that span and context."""
-        return document_span(settings.corpus_dir, s.generation, path, start, end, context)
+        gen = s.generation
+        return document_span(settings.corpus_dir, gen, path, start, end, context,
+                             known=readable(request, gen, path))
 
     @app.get("/metrics", response_class=Response, summary="Prometheus metrics")
     def metrics_text() -> Response:
@@ -675,10 +733,12 @@ def create_app(settings: Settings, searcher: Searcher | None = None,
         return {"status": "ok"}
 
     @app.get("/readyz", responses=responses, summary="Index loaded")
-    def readyz(s: SearcherDep) -> dict[str, Any]:
-        """200 with the serving generation once an index is loaded, else 503."""
+    def readyz(s: SearcherDep, access: AccessDep) -> dict[str, Any]:
+        """200 with the serving generation once an index is loaded, else 503 (with a key:
+        the chunks it may read)."""
         gen = s.generation
-        return {"status": "ready", "generation": gen.name, "chunks": gen.size,
+        return {"status": "ready", "generation": gen.name,
+                "chunks": gen.size if access is None else access.chunks(gen),
                 "model": gen.manifest["model"]["name"], "built_at": gen.manifest["built_at"],
                 "reader": s.reader_fingerprint, "read_by_default": s.settings.read}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio.to_thread
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.mcpserver.tools import Tool
 from mcp.shared.uri_template import UriTemplate
@@ -29,8 +29,10 @@ from .. import __version__
 from ..config import Settings
 from ..errors import DocumentNotFoundError, RagError
 from ..search.searcher import Searcher, follow_generations
+from .auth import Access, AuditLog, Guard, KeyCheck, PermittedPaths, Unauthorized, guard_for
 from .http import (MAX_CONTEXT, NO_NUL, AskRequest, AskResponse, DocumentOut, DocumentSpanOut,
                    Gate, PassageOut, answer_out, document_list, document_span, public_message)
+from .keys import KeysFileError
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,24 @@ def tool_error(message: str) -> CallToolResult:
                           is_error=True)
 
 
+def caller(guard: Guard, headers: Any) -> Access | None:
+    """The key of the HTTP request carrying an MCP message (None over stdio, or when keys
+    are not required); Unauthorized / KeysFileError as the HTTP check raises them (the
+    middleware already refused those requests: this only matters if a key is revoked
+    between the two)."""
+    if headers is None:  # stdio: the local user, who can read the files anyway
+        return None
+    return guard.authenticate(headers.get("authorization"))
+
+
+def request_headers(ctx: Any) -> Any:
+    """The HTTP headers of the request behind an MCP context (None over stdio)."""
+    try:
+        return getattr(ctx.request_context.request, "headers", None)
+    except (AttributeError, ValueError):
+        return None
+
+
 def reply(make: Callable[[], BaseModel], hide: tuple[Path, ...]) -> CallToolResult:
     """A tool's record as structured content (and as JSON text, for clients that only read
     text), or a tool error for bad arguments and for anything rag refuses on purpose.
@@ -133,6 +153,11 @@ def reply(make: Callable[[], BaseModel], hide: tuple[Path, ...]) -> CallToolResu
     'Error executing tool ...'."""
     try:
         out = make()
+    except Unauthorized:
+        return tool_error("a valid API key is required")
+    except KeysFileError as e:
+        log.error("refusing requests: %s", e)
+        return tool_error("the service cannot check API keys right now; try again later")
     except ValidationError as e:
         return tool_error(invalid_arguments(e))
     except RagError as e:
@@ -155,33 +180,54 @@ def _tool(fn: Callable[..., Any], title: str, request: type[BaseModel] | None = 
 class _Server(MCPServer[Any]):
     """MCPServer whose resources/list names the documents of the generation serving now."""
 
-    def __init__(self, searcher: Searcher, **kwargs: Any) -> None:
+    def __init__(self, searcher: Searcher, guard: Guard, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._searcher = searcher
+        self._guard = guard
+
+    async def _handle_list_resources(self, ctx: Any, params: Any) -> Any:
+        """resources/list for the caller's key (the SDK's handler knows no caller)."""
+        from mcp_types import ListResourcesResult
+
+        headers = getattr(getattr(ctx, "request", None), "headers", None)
+        try:
+            access = caller(self._guard, headers)
+        except (Unauthorized, KeysFileError):
+            return ListResourcesResult(resources=[])
+        return ListResourcesResult(resources=await self.list_resources_for(access))
 
     async def list_resources(self) -> list[Resource]:
         """One text resource per indexed document (none while no index is loaded)."""
+        return await self.list_resources_for(None)
+
+    async def list_resources_for(self, access: Access | None) -> list[Resource]:
+        """The documents a key may read as resources (all of them without keys)."""
         try:
             gen = await anyio.to_thread.run_sync(lambda: self._searcher.generation)
+            ok = (await anyio.to_thread.run_sync(access.file_mask, gen)
+                  if access is not None else None)
         except RagError:
             return []
         template = UriTemplate.parse(DOCUMENT_URI)
         return [Resource(uri=template.expand({"path": f.path}), name=f.path, title=f.title,
-                         mime_type="text/plain", size=f.size) for f in gen.files]
+                         mime_type="text/plain", size=f.size)
+                for i, f in enumerate(gen.files) if ok is None or ok[i]]
 
 
 # ---------------------------------------------------------------- server
 
 def create_server(settings: Settings, searcher: Searcher | None = None,
-                  log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
-                  ) -> MCPServer[Any]:
-    """The MCP server: tools ask, read_span, list_documents; resources rag://documents/{path}."""
+                  log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING",
+                  guard: Guard | None = None) -> MCPServer[Any]:
+    """The MCP server: tools ask, read_span, list_documents; resources rag://documents/{path}.
+    Over HTTP each call acts for the key of its request (``guard``; none: no keys)."""
     searcher = searcher or Searcher(settings)
+    guard = guard or Guard(None, settings.corpus_dir, AuditLog(None))
     gate = Gate(settings.max_queue)
     corpus = settings.corpus_dir.resolve().name
     hide = (settings.index_dir, settings.corpus_dir)
 
-    def ask(question: str, top_k: int = 5, mode: str = "hybrid",
+    def ask(ctx: Context, question: str, top_k: int = 5, mode: str = "hybrid",
             files: list[str] | None = None, read: bool | None = None,
             date_from: str | None = None, date_to: str | None = None,
             formats: list[str] | None = None) -> Annotated[CallToolResult, AskResult]:
@@ -196,37 +242,49 @@ def create_server(settings: Settings, searcher: Searcher | None = None,
         passages are then only the closest ones). date_from/date_to (inclusive YYYY-MM-DD,
         UTC) and formats (pdf, html, docx, txt, md) limit the documents searched. Quote the
         text with its citation; never add what the passages do not say."""
+        headers = request_headers(ctx)
+
         def run() -> AskResult:
+            access = caller(guard, headers)
             req = AskRequest.model_validate(
                 {"question": question, "top_k": top_k, "mode": mode, "files": files,
                  "read": read, "date_from": date_from, "date_to": date_to,
                  "formats": formats})
             with gate:
                 answer = searcher.ask(req.question, req.top_k, req.mode, req.files, req.read,
-                                      req.filters())
+                                      req.filters(), scope=access)
             return cited(answer_out(answer), corpus)
         return reply(run, hide)
 
-    def read_span(file: str, start: int, end: int,
+    def read_span(ctx: Context, file: str, start: int, end: int,
                   context: int = 300) -> Annotated[CallToolResult, DocumentSpanOut]:
         """Read a span of a document as it is on disk now, with `context` characters before
         and after: to check a citation or read on. `stale` is true when the file changed
         since it was indexed (offsets from `ask` may then be off)."""
+        headers = request_headers(ctx)
+
         def run() -> DocumentSpanOut:
+            access = caller(guard, headers)
             req = SpanRequest(file=file, start=start, end=end, context=context)
-            return document_span(settings.corpus_dir, searcher.generation, req.file, req.start,
-                                 req.end, req.context, listing="list_documents")
+            gen = searcher.generation
+            return document_span(settings.corpus_dir, gen, req.file, req.start, req.end,
+                                 req.context, listing="list_documents",
+                                 known=PermittedPaths(gen.file_by_path, access,
+                                                      settings.corpus_dir))
         return reply(run, hide)
 
-    def list_documents() -> Annotated[CallToolResult, DocumentList]:
+    def list_documents(ctx: Context) -> Annotated[CallToolResult, DocumentList]:
         """List the indexed documents: path, title, date, size in bytes, chunks, sha256."""
+        headers = request_headers(ctx)
+
         def run() -> DocumentList:
+            access = caller(guard, headers)
             gen = searcher.generation
-            return DocumentList(generation=gen.name, documents=document_list(gen))
+            return DocumentList(generation=gen.name, documents=document_list(gen, access))
         return reply(run, hide)
 
     server = _Server(
-        searcher, name="rag", title="rag: cited passages from your documents",
+        searcher, guard, name="rag", title="rag: cited passages from your documents",
         instructions=INSTRUCTIONS, version=__version__, log_level=log_level,
         tools=[_tool(ask, "Ask the documents", AskRequest),
                _tool(read_span, "Read a cited span", SpanRequest),
@@ -235,10 +293,15 @@ def create_server(settings: Settings, searcher: Searcher | None = None,
     @server.resource(DOCUMENT_URI, name="document", title="A document of the corpus",
                      description="The text of an indexed document as it is on disk now.",
                      mime_type="text/plain")
-    def document(path: str) -> str:
+    def document(path: str, ctx: Context) -> str:
         try:
-            out = document_span(settings.corpus_dir, searcher.generation, path,
-                                listing="list_documents")
+            access = caller(guard, request_headers(ctx))
+            gen = searcher.generation
+            out = document_span(settings.corpus_dir, gen, path, listing="list_documents",
+                                known=PermittedPaths(gen.file_by_path, access,
+                                                     settings.corpus_dir))
+        except (Unauthorized, KeysFileError):
+            raise ResourceError("a valid API key is required") from None
         except DocumentNotFoundError as e:
             raise ResourceNotFoundError(public_message(str(e), hide)) from None
         except RagError as e:
@@ -250,14 +313,18 @@ def create_server(settings: Settings, searcher: Searcher | None = None,
 
 
 def serve(settings: Settings, transport: Literal["stdio", "streamable-http"] = "stdio",
-          host: str = "127.0.0.1", port: int = 8001, verbose: bool = False) -> None:
+          host: str = "127.0.0.1", port: int = 8001, verbose: bool = False,
+          no_auth: bool = False) -> None:
     """Run the MCP server until the client hangs up (stdio) or the process is stopped.
 
     The index and the model load in the background, so the protocol handshake is instant;
     without an index, tools answer with the error naming `rag index` until one is published,
     which is then picked up like every new generation (no restart)."""
     searcher = Searcher(settings)
-    server = create_server(settings, searcher, "INFO" if verbose else "WARNING")
+    # stdio acts for the local user; HTTP checks keys as `rag serve` does
+    guard = (guard_for(settings, no_auth) if transport == "streamable-http"
+             else Guard(None, settings.corpus_dir, AuditLog(None)))
+    server = create_server(settings, searcher, "INFO" if verbose else "WARNING", guard)
 
     def preload() -> None:
         try:
@@ -275,6 +342,9 @@ def serve(settings: Settings, transport: Literal["stdio", "streamable-http"] = "
         if transport == "stdio":
             server.run("stdio")
         else:
-            server.run("streamable-http", host=host, port=port)
+            import uvicorn
+
+            app = KeyCheck(server.streamable_http_app(host=host), guard, lambda _p: False)
+            uvicorn.run(app, host=host, port=port, log_level="info" if verbose else "warning")
     finally:
         stop.set()
