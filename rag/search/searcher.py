@@ -533,8 +533,8 @@ class Searcher:
         how = self.settings.dense_granularity
         with_sentences = how != "chunk" and gen.sentences is not None and gen.sentences.size
         # few permitted rows of an HNSW index: score them all (README, "Security")
-        exact = (allowed is not None and gen.dense.kind != "flat"
-                 and np.count_nonzero(allowed) <= self.settings.exact_rows)
+        exact = bool(allowed is not None and gen.dense.kind != "flat"
+                     and np.count_nonzero(allowed) <= self.settings.exact_rows)
         c_all = gen.dense.all_scores(qv) if with_sentences else None
         s_all = gen.sentences.all_scores(qv) if c_all is not None else None  # type: ignore[union-attr]
         if c_all is not None and s_all is not None:

@@ -275,8 +275,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
     else:
         got = read_keys(path)
         used = last_used(settings.audit_log or settings.index_dir / "audit.jsonl")
-        rows = [{"name": k.name, "allow": list(k.allow), "created": k.created,
-                 "last_used": used.get(k.name)} for k in (got[0].keys if got else ())]
+        rows: list[dict[str, Any]] = [
+            {"name": k.name, "allow": list(k.allow), "created": k.created,
+             "last_used": used.get(k.name)} for k in (got[0].keys if got else ())]
         if args.json:
             print(json.dumps(rows, indent=2))
         elif not rows:
