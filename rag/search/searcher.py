@@ -454,7 +454,10 @@ class Searcher:
         reader = None
         if (self.settings.read if read is None else read) and passages:
             reader = self.reader
-            passages, confidence = self.read(reader, gen, question, passages, feats)
+            n = min(len(passages), self.settings.reader_candidates)
+            centres = [self.reader_centre(state, row, c, gen) for row, _, c in chosen[:n]]
+            passages, confidence = self.read(reader, gen, question, passages[:n], centres,
+                                             feats, passages[n:])
             answerable = confidence >= reader.threshold
         t4 = time.perf_counter()
         m = gen.manifest
@@ -470,14 +473,15 @@ class Searcher:
         return answer, feats
 
     def read(self, reader: Reader, gen: Generation, question: str, passages: list[Passage],
-             features: tuple[float, ...]) -> tuple[list[Passage], float]:
-        """The reader over the top passages: reordered, each with its probability and its
-        answer span (placed in a converted original like any span); P(answerable)."""
-        from .reader.runtime import centre, rerank
+             centres: list[tuple[int, int]], features: tuple[float, ...],
+             unread: list[Passage]) -> tuple[list[Passage], float]:
+        """The reader over the top passages, each read around its centre (passage offsets):
+        reordered, each with its probability and its answer span (placed in a converted
+        original like any span), the unread tail after them; P(answerable)."""
+        from .reader.runtime import rerank
 
-        n = min(len(passages), self.settings.reader_candidates)
-        readings = reader.read(question, [(p.text, centre(p)) for p in passages[:n]])
-        out = rerank(passages, readings, reader.fusion_weight, reader.answer_threshold)
+        readings = reader.read(question, list(zip((p.text for p in passages), centres)))
+        out = rerank(passages + unread, readings, reader.fusion_weight, reader.answer_threshold)
         return ([replace(p, answer=place_span(gen, p.file, p.answer)) if p.answer else p
                  for p in out], reader.confidence(readings, features))
 
@@ -554,6 +558,16 @@ class Searcher:
         score = (1 - w) * lex + w * dense
         i = int(np.argmax(score))
         return spans[i], float(dense[i]), float(lex[i])
+
+    def reader_centre(self, state: QueryState, row: int, chunk: Chunk, gen: Generation
+                      ) -> tuple[int, int]:
+        """Where the reader reads a passage (``windows.centre_of``, as in training), from
+        the memoised sentences (passage offsets)."""
+        from .reader.windows import centre_of
+
+        spans, token_sets = self.prepared(gen, row, chunk)
+        return centre_of([(sp.start - chunk.start, sp.end - chunk.start) for sp in spans],
+                         token_sets, state.weights)
 
     def prepared(self, gen: Generation, row: int, chunk: Chunk
                  ) -> tuple[list[Span], list[frozenset[str]]]:
