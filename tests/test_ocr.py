@@ -263,7 +263,8 @@ def _tesseract_spy(folder: Path) -> Path:
 def _index(corpus: Path, index: Path, spy: Path, *extra: str, **env: str
            ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rag.serve.cli", "index", "--corpus", str(corpus),
+        [sys.executable, "-m", "rag.serve.cli", "--log-format", "text", "index",
+         "--corpus", str(corpus),
          "--index", str(index), "--model", "fake", *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
         env={**os.environ, "PATH": f"{spy}:{os.environ['PATH']}", "RAG_OCR_DPI": "200", **env})

@@ -383,7 +383,8 @@ def _redate(settings: Settings, prev: Previous | None, stay: dict[str, dict[str,
     if redo_all and stay:
         log.warning("the index was built before date filters: reading the dates of %d "
                     "files again (once)", len(stay))
-    conv = Converter(limits(settings)) if redo_all else None
+    conv = (Converter(limits(settings), ocr_cache=ocr_cache(settings)) if redo_all
+            else None)
     try:
         for p, rec in stay.items():
             doc = read.get(p)

@@ -122,6 +122,8 @@ class Layout:
                "paragraphs": list(self.paragraphs), "date": self.date}
         if self.ocr_pages:
             out["ocr_pages"] = list(self.ocr_pages)
+        if self.date is not None:
+            out["date"] = self.date
         return out
 
     @classmethod
