@@ -33,7 +33,10 @@ index: setup
 serve: setup
 	$(BIN)/rag serve --host $(HOST) --port $(PORT)
 
+# Static checks first (versions pinned in the test extra, configured in pyproject.toml).
 test: setup
+	$(BIN)/ruff check rag tests bench eval
+	$(BIN)/mypy rag
 	$(BIN)/python -m pytest -q -ra
 
 # Reports: eval/report-dev.html and eval/report-own.html (and their JSON). The previous

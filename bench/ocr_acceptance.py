@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from tests import docmaker as dm
+from tests import docmaker as dm  # noqa: E402  (after the sys.path lines)
 
 SHARED = ROOT.parent / "shared"
 OUT = ROOT / "bench" / "out" / "ocr-acceptance"

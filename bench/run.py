@@ -640,10 +640,9 @@ def section_start(L: list[str], title: str, data: dict[str, Any]) -> bool:
     return bool(data) and "error" not in data
 
 
-def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
-    """RESULTS.md."""
+def _header(L: list[str], r: dict[str, Any], quick: bool, total_s: float) -> None:
+    """The title, the run, the machine and the summary table."""
     mi = r["machine"]
-    L: list[str] = []
     L.append("# Benchmark results\n")
     L.append(f"`.venv/bin/python bench/run.py{' --quick' if quick else ''}` "
              f"({'quick' if quick else 'full'} run), {mi['date']}; the whole run took "
@@ -668,6 +667,9 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
     L.append(md_table(["target", "measured", "verdict", "note"], targets(r, quick)))
     L.append("")
 
+
+def _inprocess(L: list[str], r: dict[str, Any]) -> None:
+    """1. In-process query latency, then 2. the reference pipeline beside it."""
     ip = r.get("inprocess", {})
     if section_start(L, "1. In-process query latency (`Searcher.ask`, query cache off)", ip):
         L.append(f"Seed index: the repo corpus ({ip['chunks']} chunks, {ip['sentences']} sentence "
@@ -706,54 +708,61 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
                           [[p["func"], p["calls"], f"{p['tottime_ms_per_q']:.3f}",
                             f"{p['share'] * 100:.1f}%"] for p in ip["profile_top"]]))
         L.append("")
+        _reference(L, ip)
 
-        L.append("## 2. Reference pipeline (same run, same questions)\n")
-        L.append("Plain sentence-transformers (`encode(q, normalize_embeddings=True)`) + "
-                 "`faiss.IndexFlatIP` over the generation's chunk vectors, top 5, on two "
-                 "backends: its default torch backend (`SentenceTransformer(model_folder, "
-                 "device='cpu')`, model load "
-                 f"{ip['reference_model_load_s']:.1f} s), and, like for like with ours, its "
-                 "ONNX backend over the same float32 ONNX export rag uses (`backend='onnx'`, "
-                 "model load "
-                 f"{ip.get('reference_onnx_model_load_s', float('nan')):.1f} s). Ours adds "
-                 "int8 questions, the direct session call and everything else in section 1.\n")
-        rows = []
-        for rname, label in (("reference", "reference (ST torch + flat IP)"),
-                             ("reference_onnx", "reference (ST ONNX + flat IP)")):
-            if rname in ip["latency"]:
-                x = ip["latency"][rname]
-                rp = ip["reference_parts_p50"][rname]
-                rows.append([label, x["p50"], x["p95"], x["p99"], x["mean"], rp["encode"],
-                             rp["search"]])
-        L.append(md_table(["pipeline", "p50 ms", "p95 ms", "p99 ms", "mean ms", "encode p50",
-                           "search p50"], rows))
+
+def _reference(L: list[str], ip: dict[str, Any]) -> None:
+    """2. The reference pipeline (same run, same questions)."""
+    L.append("## 2. Reference pipeline (same run, same questions)\n")
+    L.append("Plain sentence-transformers (`encode(q, normalize_embeddings=True)`) + "
+             "`faiss.IndexFlatIP` over the generation's chunk vectors, top 5, on two "
+             "backends: its default torch backend (`SentenceTransformer(model_folder, "
+             "device='cpu')`, model load "
+             f"{ip['reference_model_load_s']:.1f} s), and, like for like with ours, its "
+             "ONNX backend over the same float32 ONNX export rag uses (`backend='onnx'`, "
+             "model load "
+             f"{ip.get('reference_onnx_model_load_s', float('nan')):.1f} s). Ours adds "
+             "int8 questions, the direct session call and everything else in section 1.\n")
+    rows = []
+    for rname, label in (("reference", "reference (ST torch + flat IP)"),
+                         ("reference_onnx", "reference (ST ONNX + flat IP)")):
+        if rname in ip["latency"]:
+            x = ip["latency"][rname]
+            rp = ip["reference_parts_p50"][rname]
+            rows.append([label, x["p50"], x["p95"], x["p99"], x["mean"], rp["encode"],
+                         rp["search"]])
+    L.append(md_table(["pipeline", "p50 ms", "p95 ms", "p99 ms", "mean ms", "encode p50",
+                       "search p50"], rows))
+    L.append("")
+    for key, label in (("paired", "ST torch"), ("paired_onnx", "ST ONNX")):
+        if key not in ip:
+            continue
+        L.append(f"Against the {label} reference:\n")
+        L.append(md_table(["ours (mode)", "median per-question ours/ref", "ratio of p50s "
+                           "ours/ref", "speed-up (median of ref/ours)", "speed-up (p50s)"],
+                          [[m, ip[key][m]["median_ratio_ours_over_ref"],
+                            ip[key][m]["p50_ratio_ours_over_ref"],
+                            f"{ip[key][m]['median_speedup']:.2f}x",
+                            f"{ip[key][m]['p50_speedup']:.2f}x"] for m in ip[key]]))
         L.append("")
-        for key, label in (("paired", "ST torch"), ("paired_onnx", "ST ONNX")):
-            if key not in ip:
-                continue
-            L.append(f"Against the {label} reference:\n")
-            L.append(md_table(["ours (mode)", "median per-question ours/ref", "ratio of p50s "
-                               "ours/ref", "speed-up (median of ref/ours)", "speed-up (p50s)"],
-                              [[m, ip[key][m]["median_ratio_ours_over_ref"],
-                                ip[key][m]["p50_ratio_ours_over_ref"],
-                                f"{ip[key][m]['median_speedup']:.2f}x",
-                                f"{ip[key][m]['p50_speedup']:.2f}x"] for m in ip[key]]))
-            L.append("")
-        ea = ip.get("embed_alone")
-        if ea:
-            L.append(f"\nThe models alone, alternating question by question (40 each): torch "
-                     f"`encode` p50 {ea['reference encode']['p50']:.1f} / p95 "
-                     f"{ea['reference encode']['p95']:.1f} ms; ours (ONNX `embed`) p50 "
-                     f"{ea['ours embed']['p50']:.1f} / p95 {ea['ours embed']['p95']:.1f} ms.")
-        L.append("\nThe reference does less work: no lexical retrieval, no sentence vectors, no "
-                 "fusion, no passage text or highlight; ours embeds with ONNX Runtime. Caveat: "
-                 "torch's two OpenMP threads degrade sharply when the other core is busy, so "
-                 "the reference's latency swings with the machine's load far more than ours "
-                 "(in standalone checks on this machine the same torch encode loop measured a "
-                 "p50 of 35 ms in one run and 140-245 ms in the next ones). The ratio is therefore "
-                 "load-dependent; on an idle machine expect a smaller ratio than "
-                 "measured here.\n")
+    ea = ip.get("embed_alone")
+    if ea:
+        L.append(f"\nThe models alone, alternating question by question (40 each): torch "
+                 f"`encode` p50 {ea['reference encode']['p50']:.1f} / p95 "
+                 f"{ea['reference encode']['p95']:.1f} ms; ours (ONNX `embed`) p50 "
+                 f"{ea['ours embed']['p50']:.1f} / p95 {ea['ours embed']['p95']:.1f} ms.")
+    L.append("\nThe reference does less work: no lexical retrieval, no sentence vectors, no "
+             "fusion, no passage text or highlight; ours embeds with ONNX Runtime. Caveat: "
+             "torch's two OpenMP threads degrade sharply when the other core is busy, so "
+             "the reference's latency swings with the machine's load far more than ours "
+             "(in standalone checks on this machine the same torch encode loop measured a "
+             "p50 of 35 ms in one run and 140-245 ms in the next ones). The ratio is therefore "
+             "load-dependent; on an idle machine expect a smaller ratio than "
+             "measured here.\n")
 
+
+def _http(L: list[str], r: dict[str, Any]) -> None:
+    """3. HTTP."""
     h = r.get("http", {})
     if section_start(L, "3. HTTP (`rag serve` subprocess, POST /ask, hybrid)", h):
         primary = "wrk" if h.get("wrk") else "httpx"
@@ -786,6 +795,9 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
                            "load avg before"], rows))
         L.append("")
 
+
+def _indexing(L: list[str], r: dict[str, Any]) -> None:
+    """4. Indexing."""
     ix = r.get("indexing", {})
     cb = r.get("cold_build", {})
     L.append("## 4. Indexing (repo corpus)\n")
@@ -835,6 +847,10 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
                  "The CLI and in-process builds differ by more than the model load when other "
                  "processes load the machine: compare the load averages.\n")
 
+
+def _memory(L: list[str], r: dict[str, Any]) -> None:
+    """5. Memory of the server after the HTTP runs."""
+    h = r.get("http", {})
     L.append("## 5. Memory\n")
     mem = get(h, "memory")
     if mem:
@@ -844,6 +860,9 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
     else:
         L.append("not measured (the HTTP section failed)\n")
 
+
+def _scale(L: list[str], r: dict[str, Any]) -> None:
+    """6. Scale (synthetic corpora)."""
     sc = r.get("scale", {})
     L.append("## 6. Scale (synthetic corpora)\n")
     gi = r.get("gauss", {})
@@ -937,6 +956,10 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
     L.append(f"\nQueries per mode: {r.get('scale_queries')} (dev questions cycled, 20 warm-up), "
              "modes interleaved. `Searcher.ask` runs both retrievers in every mode (the mode "
              "only picks the fusion), so dense and lexical cost about what hybrid costs.\n")
+
+
+def _mcp(L: list[str], r: dict[str, Any]) -> None:
+    """7. MCP over stdio."""
     mc = r.get("mcp", {})
     if section_start(L, "7. MCP over stdio (`rag mcp`)", mc):
         L.append("Cold start to first answer, as a desktop assistant starts rag: the MCP SDK's "
@@ -952,6 +975,10 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
                             x["shutdown_s"], x["loadavg_before"]]
                            for i, x in enumerate(mc["runs"], 1)]))
         L.append("")
+
+
+def _formats(L: list[str], r: dict[str, Any]) -> None:
+    """8. Converted formats."""
     fm = r.get("formats", {})
     if section_start(L, "8. Converted formats (PDF, HTML)", fm):
         L.append("`bench/formats.py`: a generated 100-page PDF (seed text, DejaVu Sans 11 pt) and "
@@ -967,6 +994,10 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
              f"({fm['index_txt']['chunks']} chunks, embedding {fm['index_txt']['embed_seconds']:.1f} s)"],
         ]))
         L.append("")
+
+
+def _times_and_failures(L: list[str], r: dict[str, Any]) -> None:
+    """Section times, and the traceback of each failed section."""
     L.append("## Section times\n")
     L.append(md_table(["section", "seconds", "load average after"],
                       [[k, f"{v.get('_seconds', 0):.0f}", v.get("_loadavg", "")]
@@ -974,6 +1005,15 @@ def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
     errs = [(k, v["trace"]) for k, v in r.items() if isinstance(v, dict) and "trace" in v]
     for k, tr in errs:
         L.append(f"\n### {k} failed\n\n```\n{tr[-3000:]}\n```")
+
+
+def report(r: dict[str, Any], quick: bool, total_s: float) -> str:
+    """RESULTS.md, one function per section."""
+    L: list[str] = []
+    _header(L, r, quick, total_s)
+    for section in (_inprocess, _http, _indexing, _memory, _scale, _mcp, _formats,
+                    _times_and_failures):
+        section(L, r)
     return "\n".join(L) + "\n"
 
 

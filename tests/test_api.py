@@ -509,7 +509,7 @@ def traversal_payloads(victim: str, outside: Path, evil: Path) -> list[str]:
                 f"file://{absolute}", q(q(absolute, safe=""), safe="")]
     out += ["..", ".", "%2e%2e", "%2e", "...", "", "/", "%00", f"{victim}%00", f"{victim}%00.md",
             f"{victim}/", f"{victim}/..", f"{victim}/../{victim}", f"./{victim}",
-            f"{victim}/../../corpus_evil/secret.txt", f"linkdir%2fsecret.txt", "link-secret.txt",
+            f"{victim}/../../corpus_evil/secret.txt", "linkdir%2fsecret.txt", "link-secret.txt",
             "linkdir/secret.txt", "linkdir", "C:\\Windows\\win.ini", "C:/Windows/win.ini",
             "%5c%5c?%5cC:%5cWindows", "\\\\server\\share\\secret.txt", "~/secret.txt",
             "~root/.bashrc", "$HOME/secret.txt", "%2e%2e%2f" * 12 + "etc/passwd",

@@ -39,7 +39,7 @@ def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory  # noqa
         yield srv
 
 
-def ask_in_page(rec: Recorded, server: Server, question: str) -> Any:
+def ask_in_page(rec: Recorded, server: Server, question: str) -> Any:  # noqa: F811  (fixture)
     page = rec.page
     page.goto(f"{server.url}/?{urlencode({'q': question})}")
     first = page.locator("#results li.result").first
@@ -48,7 +48,7 @@ def ask_in_page(rec: Recorded, server: Server, question: str) -> Any:
 
 
 def test_pdf_citation_shows_its_page_and_view_source_boxes_the_span(
-        rec: Recorded, server: Server) -> None:
+        rec: Recorded, server: Server) -> None:  # noqa: F811  (fixture)
     from playwright.sync_api import expect
 
     top = api_ask(server, PDF_Q)["passages"][0]
@@ -72,7 +72,7 @@ def test_pdf_citation_shows_its_page_and_view_source_boxes_the_span(
     page.screenshot(path=str(Path(__file__).parent / "artifacts" / "pdf-page.png"))
 
 
-def test_html_text_fragment_link_is_well_formed(rec: Recorded, server: Server) -> None:
+def test_html_text_fragment_link_is_well_formed(rec: Recorded, server: Server) -> None:  # noqa: F811  (fixture)
     from playwright.sync_api import expect
 
     with urllib.request.urlopen(f"{server.url}/documents/evil.html", timeout=30) as r:
@@ -98,7 +98,7 @@ def test_html_text_fragment_link_is_well_formed(rec: Recorded, server: Server) -
         assert "-" not in m.group(0).split("=", 1)[1]  # dashes escaped (they mark prefix/suffix)
 
 
-def test_script_text_in_a_document_is_shown_not_run(rec: Recorded, server: Server) -> None:
+def test_script_text_in_a_document_is_shown_not_run(rec: Recorded, server: Server) -> None:  # noqa: F811  (fixture)
     from playwright.sync_api import expect
 
     page = rec.page

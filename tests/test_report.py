@@ -20,7 +20,8 @@ import pytest
 
 from rag.evaluation.charts import log_ticks, nice_ticks
 from rag.evaluation.compare import MOVE_ORDER, compare_runs, format_diff, move_kind
-from rag.evaluation.evaluate import calibration_error, rank_label, reliability
+from rag.evaluation.evaluate import rank_label
+from rag.search.reader.calibration import expected_calibration_error, reliability
 from rag.evaluation.report import render_html
 
 from .conftest import CORPUS, DEV_GOLD, ROOT, need_shared
@@ -176,10 +177,10 @@ def test_metric_table_marks_failing_cells_and_shows_targets() -> None:
 def test_reliability_bins_by_hand() -> None:
     bins = reliability([0.05, 0.15, 0.95, 1.0, 0.99], [False, True, True, True, False])
     assert [(b.lo, b.hi, b.n) for b in bins] == [(0.0, 0.1, 1), (0.1, 0.2, 1), (0.9, 1.0, 3)]
-    assert bins[2].mean_confidence == pytest.approx((0.95 + 1.0 + 0.99) / 3)
-    assert bins[2].answerable_rate == pytest.approx(2 / 3)
+    assert bins[2].mean_predicted == pytest.approx((0.95 + 1.0 + 0.99) / 3)
+    assert bins[2].observed == pytest.approx(2 / 3)
     # |0.05-0| + |0.15-1| + 3 * |0.98-2/3|, over 5 questions
-    assert calibration_error(bins) == pytest.approx((0.05 + 0.85 + 3 * (0.98 - 2 / 3)) / 5)
+    assert expected_calibration_error(bins) == pytest.approx((0.05 + 0.85 + 3 * (0.98 - 2 / 3)) / 5)
 
 
 def test_axis_ticks_cover_the_data() -> None:
@@ -289,7 +290,7 @@ def page_span_of(href: str) -> tuple[str, int, int]:
 
 
 @pytest.mark.browser
-def test_report_in_chromium(browser: Any, runs: dict[str, Any]) -> None:
+def test_report_in_chromium(browser: Any, runs: dict[str, Any]) -> None:  # noqa: F811  (fixture)
     """Offline, every chart drawn, the table equal to the JSON, misses linked to the spans."""
     data = runs["after"]
     ctx = browser.new_context(viewport={"width": 1100, "height": 900}, device_scale_factor=1)

@@ -16,7 +16,7 @@ import numpy as np
 from ..digest import file_digest
 from ..errors import ConfigError
 from ..text.corpus import LineIndex
-from ..types import MODES, Answer, Mode, Span
+from ..types import MODES, Answer, Span
 
 METRICS = ("recall@1", "recall@3", "recall@5", "recall@10", "mrr@10", "ndcg@10",
            "citation_exact_rate", "highlight_hit_rate", "answer_hit_rate", "abstain_recall",
@@ -326,7 +326,7 @@ def run_info(searcher: Any, gold: Path, items: Sequence[GoldItem], modes: Sequen
 
 
 def build_report(searcher: Any, gold: Path, items: Sequence[GoldItem],
-                 results: dict[str, ModeResult], ks: Sequence[int], gates: Sequence[Gate]
+                 results: dict[str, ModeResult], ks: Sequence[int], gates: Sequence[QualityGate]
                  ) -> dict[str, Any]:
     """The JSON report of a run: which run, per-mode metrics, misses and questions, the
     gates and what failed (compare.with_baseline adds a diff)."""
@@ -337,40 +337,6 @@ def build_report(searcher: Any, gold: Path, items: Sequence[GoldItem],
         "modes": {m: asdict(r) for m, r in results.items()},
         "gates": {"mode": gated, "applied": [asdict(g) for g in gates],
                   "failed": check_thresholds(results[gated].metrics, gates)}}
-
-
-# ---------------------------------------------------------------- calibration
-
-@dataclass(frozen=True)
-class Bin:
-    """Questions whose predicted confidence fell in [lo, hi)."""
-
-    lo: float
-    hi: float
-    n: int
-    mean_confidence: float
-    answerable_rate: float  # observed: the share of them the corpus answers
-
-
-def reliability(confidence: Sequence[float], answerable: Sequence[bool], bins: int = 10
-                ) -> list[Bin]:
-    """Predicted P(answerable) against the observed rate, in equal-width bins (empty ones
-    left out); the last bin includes 1.0."""
-    out = []
-    for b in range(bins):
-        lo, hi = b / bins, (b + 1) / bins
-        inside = [(c, a) for c, a in zip(confidence, answerable, strict=True)
-                  if lo <= c < hi or (b == bins - 1 and c == hi)]
-        if inside:
-            out.append(Bin(lo, hi, len(inside), float(np.mean([c for c, _ in inside])),
-                           float(np.mean([a for _, a in inside]))))
-    return out
-
-
-def calibration_error(bins: Sequence[Bin]) -> float:
-    """Expected calibration error: the count-weighted gap between predicted and observed."""
-    n = sum(b.n for b in bins)
-    return sum(b.n * abs(b.mean_confidence - b.answerable_rate) for b in bins) / n if n else 0.0
 
 
 def format_table(results: dict[str, ModeResult]) -> str:
@@ -385,7 +351,7 @@ def format_table(results: dict[str, ModeResult]) -> str:
 
 
 @dataclass(frozen=True)
-class Gate:
+class QualityGate:
     """A quality gate on one metric: ``metric >= value`` (min) or ``metric <= value`` (max)."""
 
     metric: str
@@ -403,13 +369,13 @@ class Gate:
 
 def make_gates(min_recall_at_5: float | None = None, min_mrr: float | None = None,
                min_abstain_recall: float | None = None,
-               max_false_abstain: float | None = None) -> list[Gate]:
+               max_false_abstain: float | None = None) -> list[QualityGate]:
     """The gates `rag eval --min-* / --max-*` asked for (those given)."""
     wanted: list[tuple[str, Literal[">=", "<="], float | None]] = [
         ("recall@5", ">=", min_recall_at_5), ("mrr@10", ">=", min_mrr),
         ("abstain_recall", ">=", min_abstain_recall),
         ("false_abstain_rate", "<=", max_false_abstain)]
-    return [Gate(m, op, v) for m, op, v in wanted if v is not None]
+    return [QualityGate(m, op, v) for m, op, v in wanted if v is not None]
 
 
 def gated_mode(modes: Iterable[str], read: bool = False) -> str:
@@ -420,6 +386,6 @@ def gated_mode(modes: Iterable[str], read: bool = False) -> str:
                 names[0])
 
 
-def check_thresholds(metrics: dict[str, float], gates: Sequence[Gate]) -> list[str]:
+def check_thresholds(metrics: dict[str, float], gates: Sequence[QualityGate]) -> list[str]:
     """Failed gates, as messages (empty when all pass)."""
     return [g.failure(metrics[g.metric]) for g in gates if not g.passes(metrics[g.metric])]

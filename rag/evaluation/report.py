@@ -20,8 +20,9 @@ from urllib.parse import quote, urlencode
 
 import numpy as np
 
+from ..search.reader.calibration import expected_calibration_error, reliability
 from .charts import ANSWERABLE, UNANSWERABLE, bar_chart, line_chart, reliability_chart, strip_chart
-from .evaluate import RANK_CUTOFF, Gate, calibration_error, rank_label, recall_at, reliability
+from .evaluate import RANK_CUTOFF, QualityGate, rank_label, recall_at
 
 OPS = {">=": "≥", "<=": "≤"}
 LOWER_IS_BETTER = {"false_abstain_rate", "query_ms_p50", "query_ms_p95"}
@@ -168,7 +169,7 @@ def _metric_table(r: dict[str, Any]) -> str:
             if v is None:
                 cells.append("<td></td>")
                 continue
-            bad = g is not None and not Gate(**g).passes(v)
+            bad = g is not None and not QualityGate(**g).passes(v)
             cls = ("fail" if m == gated else "below") if bad else ""
             flag = '<span class="flag" title="fails the gate">✗</span>' if bad else ""
             cells.append(f'<td class="{cls}" data-mode="{_e(m)}" data-metric="{_e(name)}" '
@@ -300,7 +301,7 @@ def _confidence(r: dict[str, Any], serve_url: str | None) -> str:
                      (thr, f"abstains below {thr}"))
     bins = reliability([q["confidence"] for q in qs], [q["answerable"] for q in qs])
     rel = reliability_chart("chart-reliability", f"Reliability of {mode} confidence",
-                            [(b.lo, b.hi, b.n, b.mean_confidence, b.answerable_rate)
+                            [(b.lo, b.hi, b.n, b.mean_predicted, b.observed)
                              for b in bins])
     m = r["modes"][mode]["metrics"]
     wrong = [q for q in qs if q["predicted_answerable"] != q["answerable"]]
@@ -323,7 +324,7 @@ def _confidence(r: dict[str, Any], serve_url: str | None) -> str:
               f"left of it are caught (abstain recall {m['abstain_recall']:.3f}).")
         + _figure(rel, f"Questions binned by predicted confidence: bar = observed share that "
                   f"is answerable, dot = mean prediction, n = questions. Expected calibration "
-                  f"error {calibration_error(bins):.3f}.") + "</div>" + table)
+                  f"error {expected_calibration_error(bins):.3f}.") + "</div>" + table)
 
 
 def _latency(r: dict[str, Any]) -> str:

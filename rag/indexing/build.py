@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import __version__
 from ..config import Settings
-from ..errors import ConfigError, IndexCorruptError, IndexMissingError
+from ..errors import ConfigError, IndexCorruptError
 from ..text.chunking import ChunkParams, chunk_document, embedding_text, sentence_spans
 from ..text.corpus import Converter, Reuse, Skipped, scan_corpus
 from ..text.formats import (Extracted, Limits, extractor_id, format_of, load_extracted,
@@ -41,8 +41,7 @@ from ..types import Chunk, Document
 from .embedding import Embedder, fingerprint_for, load_embedder
 from .segments import (SEGMENT_MANIFEST, MergePlan, Segment, SegmentStat, load_segment,
                        next_segment_name, plan_merge, segment_checksum, segments_dir)
-from .store import (CURRENT, MANIFEST, TEXTS, TOMBSTONES, collect_garbage, fsync_path,
-                    sweep_temp_folders,
+from .store import (CURRENT, TEXTS, TOMBSTONES, collect_garbage, sweep_temp_folders,
                     generations_dir, list_generations, new_tmp_folder, next_generation_name,
                     point_current, publish, publish_segment, read_pointer, seal_manifest,
                     validate_folder, write_chunks_db)
@@ -422,7 +421,6 @@ def _write_segment(settings: Settings, name: str, prev: Previous | None,
     """Write one segment: the base's rows (when merging into a base), the live documents of
     the other merged segments, then the new and changed documents. Returns its folder and
     the manifest entries of every document it holds live."""
-    from .dense import DenseIndex
     from .lexical import LexicalIndex, Postings
 
     index_dir = settings.index_dir

@@ -158,8 +158,8 @@ def embed_on_ray(texts: Sequence[str], spec: ModelSpec, actors: int, batch_size:
         warnings.simplefilter("ignore", DeprecationWarning)
         ray.data.DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
         blocks = max(1, min(math.ceil(len(texts) / batch_size), 1000))
-        ds = ray.data.from_items([{"i": i, "text": t} for i, t in enumerate(texts)],
-                                 override_num_blocks=blocks)
+        ds: ray.data.Dataset = ray.data.from_items(
+            [{"i": i, "text": t} for i, t in enumerate(texts)], override_num_blocks=blocks)
         ds = ds.map_batches(_EmbedActor, fn_constructor_args=(spec,), batch_size=batch_size,
                             batch_format="numpy",
                             compute=ray.data.ActorPoolStrategy(size=actors),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -27,6 +26,7 @@ from ..text.chunking import sentence_spans
 from ..types import MODES, Answer, Chunk, Hit, IndexInfo, Mode, Passage, RetrieverScore, Span
 from .fusion import rrf, score_fusion
 from .highlight import coverage, question_weights
+from .reader.calibration import Logistic
 
 if TYPE_CHECKING:
     from .reader.runtime import Reader
@@ -39,25 +39,25 @@ MIN_TRIM_SHARE = 0.3  # a chunk trimmed of already-shown text must keep this sha
 
 @dataclass(frozen=True)
 class Abstainer:
-    """Logistic model of P(answerable) over answer_features()."""
+    """P(answerable) over answer_features(): the shared logistic model, and the threshold
+    below which the answer abstains."""
 
-    weights: tuple[float, ...]  # one per feature of answer_features()
-    bias: float
+    model: Logistic  # one weight per feature of answer_features()
     threshold: float = 0.5
 
     @classmethod
     def bundled(cls) -> Abstainer:
         """Coefficients fitted on eval/gold.jsonl (see eval/calibrate.py)."""
-        data = json.loads(resources.files("rag").joinpath("models", "abstain.json").read_text())
+        path = resources.files("rag").joinpath("models").joinpath("abstain.json")
+        data = json.loads(path.read_text())
         if len(data["weights"]) != N_FEATURES:
             raise ConfigError(f"rag/models/abstain.json has {len(data['weights'])} weights for "
                               f"{N_FEATURES} features; re-fit it with `make calibrate`")
-        return cls(tuple(data["weights"]), data["bias"], data["threshold"])
+        return cls(Logistic(tuple(data["weights"]), data["bias"]), data["threshold"])
 
     def confidence(self, *features: float) -> float:
         """P(answerable) in [0, 1]."""
-        z = sum(w * f for w, f in zip(self.weights, features)) + self.bias
-        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+        return self.model.one(features)
 
 
 QueryCache = LRU  # question -> unit vector

@@ -61,7 +61,7 @@ class CitedPassage(PassageOut):
 class AskResult(AskResponse):
     """The answer of POST /ask; each passage also carries its citation."""
 
-    passages: list[CitedPassage]
+    passages: list[CitedPassage]  # type: ignore[assignment]  # pydantic narrows the field
 
 
 class SpanRequest(BaseModel):
@@ -195,7 +195,8 @@ def create_server(settings: Settings, searcher: Searcher | None = None,
         passages are then only the closest ones). Quote the text with its citation; never add
         what the passages do not say."""
         def run() -> AskResult:
-            req = AskRequest(question=question, top_k=top_k, mode=mode, files=files, read=read)
+            req = AskRequest.model_validate({"question": question, "top_k": top_k, "mode": mode,
+                                             "files": files, "read": read})
             with gate:
                 answer = searcher.ask(req.question, req.top_k, req.mode, req.files, req.read)
             return cited(answer_out(answer), corpus)

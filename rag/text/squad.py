@@ -61,12 +61,12 @@ def convert_squad(squad_path: Path, out_dir: Path) -> Converted:
                 impossible = bool(qa.get("is_impossible"))
                 evidence = []
                 for ans in qa.get("answers", []):
-                    s = int(ans["answer_start"])
-                    e = s + len(ans["text"])
-                    if ctx[s:e] != ans["text"]:  # a misaligned answer in the source data
+                    lo = int(ans["answer_start"])
+                    hi = lo + len(ans["text"])
+                    if ctx[lo:hi] != ans["text"]:  # a misaligned answer in the source data
                         continue
-                    ls, le = _lines(text, base + s, base + e)
-                    ev = {"file": f"corpus/{name}", "start": base + s, "end": base + e,
+                    ls, le = _lines(text, base + lo, base + hi)
+                    ev = {"file": f"corpus/{name}", "start": base + lo, "end": base + hi,
                           "line_start": ls, "line_end": le, "quote": ans["text"]}
                     if ev not in evidence:
                         evidence.append(ev)

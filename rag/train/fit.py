@@ -32,7 +32,7 @@ from ..config import Settings
 from ..evaluation.evaluate import GoldItem, first_hit_rank, load_gold, mrr, recall_at
 from ..search.highlight import question_weights
 from ..search.reader import windows as W
-from ..search.reader.calibration import (expected_calibration_error, fit_logistic, fit_platt,
+from ..search.reader.calibration import (auc, expected_calibration_error, fit_logistic, fit_platt,
                                          reliability, threshold_for)
 from ..search.reader.runtime import HEADS, Reader, order, score_of
 from ..types import Passage
@@ -221,15 +221,6 @@ def figures(reads: list[Read], op: dict[str, Any], max_false_abstain: float) -> 
         "question_ece": expected_calibration_error(q),
         "pair_auc": auc(op["logits"], op["holds"]),
     }
-
-
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (rank statistic, pure)."""
-    y = np.asarray(labels, dtype=bool)
-    if y.all() or not y.any():
-        return float("nan")
-    r = np.argsort(np.argsort(scores, kind="stable"), kind="stable") + 1
-    return float((r[y].sum() - y.sum() * (y.sum() + 1) / 2) / (y.sum() * (~y).sum()))
 
 
 READS = (4, 8)  # passages read per question, compared on the selection split

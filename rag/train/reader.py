@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import random
 import time
@@ -120,7 +119,6 @@ def span_mask(types: Any, mask: Any) -> Any:
 
 
 def loss_of(model, batch, span_weight: float):  # type: ignore[no-untyped-def]
-    import torch
     import torch.nn.functional as F
 
     ids, mask, types, label, start, end = batch

@@ -55,7 +55,7 @@ def score_of(head: str, relevance: float, null: float) -> float:
 
 
 def bundled_dir() -> Path:
-    return Path(str(resources.files("rag").joinpath("models", "reader")))
+    return Path(str(resources.files("rag").joinpath("models").joinpath("reader")))
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
