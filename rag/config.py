@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     faiss_query_threads: int = Field(1, ge=0, le=256)  # 0: FAISS's default
     query_cache_size: int = Field(1024, ge=0)
 
-    # The reader (rag/models/reader: a 2-layer cross-encoder trained here) reads the top
+    # The reader (rag/models/reader: a 2-layer cross-encoder trained here; a 4-layer one in
+    # rag/models/reader-L4) reads the top
     # passages with the question: it reorders them, judges `answerable` and marks the answer.
     # Off by default: on the project's gold sets it does not beat the fast path yet (README,
     # "The reader"); "read": true per request, --read, or RAG_READ=1 turn it on.

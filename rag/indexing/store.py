@@ -283,7 +283,7 @@ def collect_garbage(index_dir: Path, keep: int) -> list[str]:
     """Delete leftover temp folders and all but the newest `keep` generations
     (never the current one). Call only while holding the lock."""
     root = generations_dir(index_dir)
-    removed = []
+    removed: list[str] = []
     if not root.is_dir():
         return removed
     for p in root.iterdir():
@@ -435,6 +435,7 @@ class Generation:
                 seg = (reuse or {}).get(s["name"])
                 if s["name"] in fresh:
                     seg = open_segment(index_dir, s["name"], fresh[s["name"]], ef_search)
+                assert seg is not None  # reused (same checksum) or freshly validated
                 self.segments.append(seg.acquire())
             self._row_space()
         except BaseException:

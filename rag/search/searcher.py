@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from importlib import resources
 
 import numpy as np
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .reader.runtime import Reader
 
 log = logging.getLogger(__name__)
+S = TypeVar("S", bound=Span)  # a span keeps its own type when placed
 
 PREPARED_PASSAGES = 20_000  # memoised passages (spans + tokens), ~2 KB each
 MIN_TRIM_SHARE = 0.3  # a chunk trimmed of already-shown text must keep this share to stay
@@ -187,7 +188,7 @@ def answer_features(dense_hits: list[Hit], evidence: list[tuple[float, float]],
     return top, sim, cov, match
 
 
-def place_span(gen: Generation, file: str, span: Span) -> Span:
+def place_span(gen: Generation, file: str, span: S) -> S:
     """A span of a converted file with where it sits in the original: pages and the boxes
     of its characters (PDF), heading (HTML, DOCX), paragraph (DOCX). Plain text: as is."""
     ex = gen.extracted(file)

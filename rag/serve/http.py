@@ -314,7 +314,7 @@ def page_response(corpus_dir: Path, gen: Generation, path: str, page: int, start
     if ex is None or ex.layout.format != "pdf":
         raise DocumentNotFoundError(f"document {path!r} is not a PDF; pages are for PDFs")
     stale = False  # hashing the original (up to 200 MB) only matters when boxes are drawn
-    boxes = []
+    boxes: list[Any] = []
     if start is not None or end is not None:
         stale = file_digest(full) != gen.file_by_path[path].sha256
         a, b = span_bounds(start, end, len(ex.text))

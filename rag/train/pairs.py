@@ -21,7 +21,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,7 @@ def split_articles(articles: list[dict[str, Any]], seed: int
             [a for i, a in enumerate(articles) if i in held])
 
 
-def count_tokens(texts: list[str]) -> list[int]:
+def count_tokens(texts: Sequence[str]) -> list[int]:
     """Tokens per text by the bundled tokenizer (no specials), as the chunker counts."""
     return [len(e.ids) for e in W.tokenizer().encode_batch(list(texts), add_special_tokens=False)]
 
