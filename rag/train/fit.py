@@ -32,7 +32,8 @@ from ..config import Settings
 from ..evaluation.evaluate import GoldItem, first_hit_rank, load_gold, mrr, recall_at
 from ..search.highlight import question_weights
 from ..search.reader import windows as W
-from ..search.reader.calibration import (auc, expected_calibration_error, fit_logistic, fit_platt,
+from ..search.reader.calibration import (Logistic, Platt, auc, expected_calibration_error,
+                                         fit_logistic, fit_platt,
                                          reliability, threshold_for)
 from ..search.reader.runtime import HEADS, Reader, order, score_of
 from ..types import Passage
@@ -164,14 +165,24 @@ def answer_threshold(scores: np.ndarray, hits: np.ndarray, precision: float) -> 
     return float(scores[order][ok[-1]]) if len(ok) else 1.0
 
 
+def _logit(rate: float) -> float:
+    """The log-odds of a rate kept off 0 and 1: the constant model of a one-class split
+    (tiny calibration sets; a fit needs both classes)."""
+    r = min(max(rate, 1e-3), 1 - 1e-3)
+    return float(np.log(r / (1 - r)))
+
+
 def operating_point(reads: list[Read], max_false_abstain: float) -> dict[str, Any]:
     """Platt scaling, fusion weight, answerability model and threshold, answer cut (pure)."""
     logits = np.concatenate([r.logits for r in reads])
     holds = np.concatenate([r.window_holds for r in reads])
-    platt = fit_platt(logits, holds)
+    platt = fit_platt(logits, holds) if len(set(holds.tolist())) > 1 else \
+        Platt(0.0, _logit(float(np.mean(holds))))
     weight = max(FUSION_GRID, key=lambda w: (mrr(ranks_with(reads, w)), -w))
     answerable = np.array([r.item.answerable for r in reads])
-    model = fit_logistic(answer_rows(reads), answerable)
+    rows = answer_rows(reads)
+    model = fit_logistic(rows, answerable) if len(set(answerable.tolist())) > 1 else \
+        Logistic(tuple(0.0 for _ in range(rows.shape[1])), _logit(float(np.mean(answerable))))
     conf = model(answer_rows(reads))
     t = threshold_for(conf, answerable, max_false_abstain)
     scores = np.concatenate([r.answer_scores for r in reads])
