@@ -346,7 +346,7 @@ def test_date_and_format_filters_from_the_form_and_the_url(rec: Recorded,
     page.get_by_label("Mode").select_option("lexical")
     page.get_by_label("From").fill("2025-08-30")
     page.get_by_label("To").fill("2025-09-30")
-    page.get_by_label("TXT").check()
+    page.get_by_role("checkbox", name="TXT", exact=True).check()
     page.get_by_label("Question").press("Enter")
     expect(page.locator("#results .citation").first).to_have_text(
         citation(expected["passages"][0]))
@@ -357,8 +357,8 @@ def test_date_and_format_filters_from_the_form_and_the_url(rec: Recorded,
     # the shared URL in a fresh page: the same controls, the same results
     page.goto(page.url)
     expect(page.get_by_label("To")).to_have_value("2025-09-30")
-    expect(page.get_by_label("TXT")).to_be_checked()
-    expect(page.get_by_label("PDF")).not_to_be_checked()
+    expect(page.get_by_role("checkbox", name="TXT", exact=True)).to_be_checked()
+    expect(page.get_by_role("checkbox", name="PDF", exact=True)).not_to_be_checked()
     expect(page.locator("#results .citation").first).to_have_text(
         citation(expected["passages"][0]))
     # a reversed range: the API's message, naming both dates

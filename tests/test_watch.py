@@ -251,11 +251,20 @@ def test_second_watcher_refused(watched: tuple[Server, Path, Path]) -> None:
 
 
 def test_waiting_is_not_polling_forever(watched: tuple[Server, Path, Path]) -> None:
-    """The loop sits idle without changes: no run starts on its own."""
+    """The loop sits idle without changes: no run starts on its own. Earlier tests may leave a
+    run pending (the replaced folder's hold, a half-written file's retry), so first wait until
+    no run has started for longer than every hold, then watch a quiet corpus for as long."""
     server, _, _ = watched
-    n = runs(server)
+    quiet_for = 3.5  # > RAG_WATCH_REMOVAL_HOLD_S + RAG_WATCH_MAX_WAIT_S
+    deadline = time.monotonic() + DEADLINE_S
+    n, since = runs(server), time.monotonic()
+    while time.monotonic() - since < quiet_for:
+        assert time.monotonic() < deadline, "the watcher never went quiet"
+        time.sleep(0.1)
+        if (m := runs(server)) != n:
+            n, since = m, time.monotonic()
     done = threading.Event()
-    threading.Timer(1.5, done.set).start()
+    threading.Timer(quiet_for, done.set).start()
     done.wait()
     assert runs(server) == n
 

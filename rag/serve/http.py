@@ -18,7 +18,8 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as Path_
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator,
+                      model_validator)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import Settings
@@ -39,6 +40,17 @@ log = logging.getLogger(__name__)
 MAX_QUESTION = 2000
 MAX_CONTEXT = 10_000  # characters of context either side of a span
 NO_NUL = r"^[^\x00]*$"
+SOME_TEXT = r"^[^\x00]*[^\x00\s][^\x00]*$"  # no NUL, and something left after stripping
+
+
+def _iso_day(v: Any) -> Any:
+    """Dates come as ISO strings ("2025-09-01"); a number is refused, not read as a timestamp."""
+    if isinstance(v, str | date):
+        return v
+    raise ValueError("give the date as an ISO day string, e.g. \"2025-09-01\"")
+
+
+IsoDay = Annotated[date, BeforeValidator(_iso_day)]
 EXAMPLE_Q = "What share of the world's population lives in SCO countries?"
 
 
@@ -53,7 +65,7 @@ class AskRequest(BaseModel):
                      "Canal Economic Zone?", "top_k": 3,
          "mode": "dense", "files": ["sco-*"]}]})
 
-    question: str = Field(min_length=1, max_length=MAX_QUESTION, pattern=NO_NUL,
+    question: str = Field(min_length=1, max_length=MAX_QUESTION, pattern=SOME_TEXT,
                           description="The question, 1..2000 characters after stripping "
                                       "(no NUL characters).")
     top_k: int = Field(5, ge=1, le=50, description="How many passages, 1..50.")
@@ -67,10 +79,10 @@ class AskRequest(BaseModel):
                           "together) reorder the top passages, judge `answerable` and mark "
                           "each passage's `answer`. null: the service's default (off unless "
                           "RAG_READ=1); false: the fast path.")
-    date_from: date | None = Field(
+    date_from: IsoDay | None = Field(
         None, description="Only documents dated on or after this day (ISO, UTC; see "
                           "GET /documents for each date and its source).")
-    date_to: date | None = Field(
+    date_to: IsoDay | None = Field(
         None, description="Only documents dated on or before this day (inclusive).")
     formats: list[Literal["pdf", "html", "docx", "txt", "md"]] | None = Field(
         None, max_length=5, description="Only documents of these formats.")
