@@ -28,7 +28,8 @@ from rag.indexing.build import build_index
 from rag.indexing.embedding import FakeEmbedder
 from rag.indexing.lexical import LexicalIndex, tokenize
 from rag.indexing.segments import MergePlan, SegmentStat, list_segments, plan_merge
-from rag.indexing.store import index_lock, list_generations, open_current
+from rag.indexing.generation import open_current
+from rag.indexing.store import index_lock, list_generations
 from rag.search.searcher import Searcher
 
 from .conftest import CORPUS

@@ -24,7 +24,7 @@ from ..config import Settings
 from ..digest import file_digest
 from ..errors import (ConfigError, DocumentNotFoundError, IndexCorruptError, IndexMismatchError,
                       IndexMissingError, OverloadedError, RagError)
-from ..indexing.store import Generation
+from ..indexing.generation import Generation
 from ..search.searcher import Searcher, follow_generations, place_span
 from ..text.corpus import LineIndex
 from ..types import Answer, Span
