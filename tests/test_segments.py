@@ -354,7 +354,7 @@ def test_a_question_gathers_its_postings_once(tmp_path: Path, small_corpus: Path
     s = Settings(corpus_dir=small_corpus, index_dir=tmp_path / "index", model="fake",  # type: ignore[arg-type]
                  merge_max_dead_share=0.9)
     build(s)
-    first = sorted(small_corpus.iterdir())[0]
+    first = min(small_corpus.iterdir())
     with open(first, "a", encoding="utf-8") as f:
         f.write("\nRevision: the council met in Bishkek on digital cooperation.\n")
     build(s)

@@ -49,7 +49,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-
 from ..digest import file_digest
 from ..errors import IndexCorruptError, IndexLockedError
 from ..types import Chunk, Document
