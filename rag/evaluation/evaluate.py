@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
@@ -275,7 +275,7 @@ def asker(searcher: Searcher, mode: str) -> Callable[[str, int, str], Answer]:
     the fast path (reader off), ``reader`` as hybrid read by the reader."""
     if mode == READER:
         return lambda q, k, _m: searcher.ask(q, k, "hybrid", read=True)
-    return lambda q, k, m: searcher.ask(q, k, m, read=False)
+    return lambda q, k, m: searcher.ask(q, k, cast(Mode, m), read=False)  # ask checks m
 
 
 def evaluate(searcher: Searcher, items: Sequence[GoldItem], modes: Sequence[str],

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from .store import (
 )
 
 log = logging.getLogger(__name__)
+S = TypeVar("S", bound=Span)  # a span, or an answer span: placing keeps the kind
 
 CHUNK_CACHE = 20_000  # chunks kept in memory per generation (~1-2 KB each)
 EXTRACTED_CACHE = 64  # converted documents' texts and layouts kept in memory
@@ -151,7 +152,9 @@ class SegmentedDense:
         out = np.empty(self.size, dtype=np.float32)
         for i, part in enumerate(self.parts):
             if len(self.keep_local[i]):
-                out[self.keep_global[i]] = part.all_scores(query)[self.keep_local[i]]
+                got = part.all_scores(query)
+                assert got is not None  # every part is flat (checked above)
+                out[self.keep_global[i]] = got[self.keep_local[i]]
         return out
 
     def vectors_of(self, rows: np.ndarray) -> np.ndarray:
@@ -296,10 +299,9 @@ class Generation:
             m = np.full(len(sg.sent_row), -1, dtype=np.int64)
             m[sent_local[sel]] = sel
             smaps.append(m)
-        with_sent = [s.sentences is not None for s in self.segments]
-        self.sentences = (SegmentedDense([s.sentences for s in self.segments], smaps,
-                                         sent_seg, sent_local)
-                          if with_sent and all(with_sent) else None)
+        with_sent = [s.sentences for s in self.segments if s.sentences is not None]
+        self.sentences = (SegmentedDense(with_sent, smaps, sent_seg, sent_local)
+                          if with_sent and len(with_sent) == len(self.segments) else None)
         if n != self.manifest["chunks"]:
             raise IndexCorruptError(f"generation {self.name}: counts disagree (manifest "
                                     f"{self.manifest['chunks']}, live rows {n})")
@@ -417,7 +419,7 @@ class Generation:
         return {(a, b): known[i] for a, b, i in
                 zip(self.sent_start[ids].tolist(), self.sent_end[ids].tolist(), ids.tolist())}
 
-    def place_span(self, file: str, span: Span) -> Span:
+    def place_span(self, file: str, span: S) -> S:
         """A span of a converted file with where it sits in the original: pages and the
         boxes of its characters (PDF), heading (HTML, DOCX), paragraph (DOCX). Plain text:
         as is."""

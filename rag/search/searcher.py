@@ -19,8 +19,8 @@ import numpy as np
 from ..config import Settings
 from ..errors import ConfigError, IndexMismatchError, RagError
 from ..indexing.embedding import Embedder, MicroBatcher, load_embedder
+from ..indexing.generation import Generation, S, load_generation, open_current
 from ..indexing.lexical import tokenize
-from ..indexing.generation import Generation, load_generation, open_current
 from ..indexing.store import read_current
 from ..lru import LRU
 from ..text.chunking import sentence_spans
@@ -152,7 +152,7 @@ def answer_features(dense_hits: list[Hit], evidence: list[tuple[float, float]],
     return top, sim, cov, match
 
 
-def place_span(gen: Generation, file: str, span: Span) -> Span:
+def place_span(gen: Generation, file: str, span: S) -> S:
     """A span of a converted file with where it sits in the original (Generation.place_span)."""
     return gen.place_span(file, span)
 
