@@ -283,7 +283,7 @@ def collect_garbage(index_dir: Path, keep: int) -> list[str]:
     """Delete leftover temp folders and all but the newest `keep` generations
     (never the current one). Call only while holding the lock."""
     root = generations_dir(index_dir)
-    removed = []
+    removed: list[str] = []
     if not root.is_dir():
         return removed
     for p in root.iterdir():
