@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: setup index serve test fuzz bench eval calibrate train-reader clean
+.PHONY: setup system index serve test fuzz bench eval calibrate train-reader clean
 
 # torch first, pinned: pip takes the local CPU build; any other torch request would pull
 # a multi-GB CUDA build. Then the project with its test and Ray extras.
@@ -17,7 +17,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,ray,train]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# Tesseract reads scanned PDF pages (README "OCR"): a Debian package, like Chromium in .ci/run.
+# Without it (no root, no apt) everything else works; scanned pages are left out with the reason.
+system:
+	@tesseract --list-langs 2>/dev/null | grep -qx eng || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			tesseract-ocr tesseract-ocr-eng >/dev/null) || \
+		echo "tesseract not installed: scanned PDF pages will not be OCRed"
+
+setup: $(STAMP) system
 
 index: setup
 	$(BIN)/rag index
@@ -62,6 +70,7 @@ bench: setup
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
 		echo "wrk not installed: HTTP figures come from the Python client only"
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/ocr_bench.py
 
 clean:
 	rm -rf $(VENV) index/CURRENT index/generations index/.lock

@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     extract_timeout_s: float = Field(120.0, gt=0.0)
     extract_max_unzipped_bytes: int = Field(1_000_000_000, ge=1)
     extract_memory_mb: int = Field(4096, ge=0)  # address space of the extraction process
+    # OCR of PDF pages without a usable text layer (README "OCR"): auto (the rule in
+    # rag/text/formats/ocr.py), off, or force (every page that draws anything). Tesseract
+    # reads each page at ocr_dpi within the pixel and time limits, at most ocr_max_pages
+    # pages per file; results are cached in index/ocr by (file, engine, dpi).
+    ocr: Literal["auto", "off", "force"] = "auto"
+    ocr_dpi: int = Field(300, ge=72, le=1200)
+    ocr_max_pixels: int = Field(100_000_000, ge=1)
+    ocr_page_timeout_s: float = Field(180.0, gt=0.0)
+    ocr_max_pages: int = Field(500, ge=0)
 
     # Indexing
     keep_generations: int = Field(2, ge=1, le=100)

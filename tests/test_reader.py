@@ -54,10 +54,23 @@ def test_pair_layout_and_token_types() -> None:
 def test_best_span_respects_order_and_length() -> None:
     start = np.array([9.0, 0, 0, 5, 0, 0, 0])
     end = np.array([9.0, 0, 4, 0, 0, 6, 0])
-    i, j, p = best_span(start, end, 1, 7, max_len=3)
+    i, j, p, null = best_span(start, end, 1, 7, max_len=3)
     assert (i, j) == (3, 5) and 0 < p < 1  # not end 2 < start 3; [CLS] (0) never chosen
-    i, j, _ = best_span(start, end, 1, 7, max_len=2)
+    assert null == pytest.approx((5 + 6) - (9 + 9))  # the span's logits minus [CLS]'s
+    allowed = np.r_[0, np.arange(1, 7)]
+    soft = lambda x: np.exp(x[allowed]) / np.exp(x[allowed]).sum()  # noqa: E731
+    assert p == pytest.approx(soft(start)[3] * soft(end)[5])  # start x end probability
+    i, j, _, _ = best_span(start, end, 1, 7, max_len=2)
     assert j - i < 2
+
+
+def test_score_of_each_head() -> None:
+    from rag.search.reader.runtime import score_of
+
+    assert (score_of("relevance", 2.0, -3.0), score_of("null", 2.0, -3.0),
+            score_of("both", 2.0, -3.0)) == (2.0, -3.0, -1.0)
+    with pytest.raises(ValueError, match="head"):
+        score_of("cls", 0.0, 0.0)
 
 
 # ---------------------------------------------------------------- calibration (pure)
@@ -147,7 +160,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("train")
     _tiny_squad(root / "tiny.json.gz")
     argv = ["train-reader", "--data", str(root / "tiny.json.gz"), "--out", str(root / "out"),
-            "--install", str(root / "model"), "--steps", "2", "--batch", "4", "--every", "1"]
+            "--install", str(root / "model"), "--layers", "2", "--steps", "2", "--batch", "4",
+            "--every", "1"]
     assert main(argv) == 0
     log = [json.loads(x) for x in (root / "out" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2]

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,7 +47,11 @@ from .store import (CURRENT, MANIFEST, TEXTS, TOMBSTONES, collect_garbage, fsync
                     point_current, publish, publish_segment, read_pointer, seal_manifest,
                     validate_folder, write_chunks_db)
 
+if TYPE_CHECKING:
+    from ..text.formats.ocr import OcrCache
+
 log = logging.getLogger(__name__)
+OCR_CACHE = "ocr"  # index/ocr: OCR results by (file sha256, engine, dpi), see ocr.OcrCache
 
 # texts -> (unit vectors, facts about the run for the manifest)
 EmbedStep = Callable[[Sequence[str]], tuple[np.ndarray, dict[str, Any]]]
@@ -128,9 +132,20 @@ def check_budget(params: ChunkParams, embedder: Embedder) -> None:
 
 def limits(settings: Settings) -> Limits:
     """The extraction limits from the settings."""
+    from ..text.formats.ocr import OcrOptions
+
     return Limits(settings.extract_max_bytes, settings.extract_max_pages,
                   settings.extract_max_chars, settings.extract_timeout_s,
-                  settings.extract_max_unzipped_bytes, settings.extract_memory_mb)
+                  settings.extract_max_unzipped_bytes, settings.extract_memory_mb,
+                  OcrOptions(settings.ocr, settings.ocr_dpi, settings.ocr_max_pixels,
+                             settings.ocr_page_timeout_s, settings.ocr_max_pages))
+
+
+def ocr_cache(settings: Settings) -> OcrCache:
+    """Where OCR results are kept, beside the generations (index/ocr)."""
+    from ..text.formats.ocr import OcrCache
+
+    return OcrCache(settings.index_dir / OCR_CACHE)
 
 
 @dataclass(frozen=True)
@@ -193,7 +208,7 @@ def _compatible(m: dict[str, Any], fingerprint: str, params: ChunkParams,
             and m.get("sentences", {}).get("enabled") == sentences)
 
 
-def _known(prev: Previous | None) -> Callable[[str, os.stat_result], bool]:
+def _known(prev: Previous | None, lim: Limits) -> Callable[[str, os.stat_result], bool]:
     """Does the manifest vouch for this file (same size and mtime, not changed around the
     last scan, same extractor)? Then it is neither read nor hashed."""
     docs = prev.documents if prev else {}
@@ -206,7 +221,7 @@ def _known(prev: Previous | None) -> Callable[[str, os.stat_result], bool]:
         if st.st_mtime_ns >= scanned - RACY_NS:  # could have changed within the same tick
             return False
         fmt = format_of(Path(rel))
-        return fmt is None or rec.get("extractor") == extractor_id(fmt)
+        return fmt is None or rec.get("extractor") == extractor_id(fmt, lim)
     return known
 
 
@@ -241,9 +256,10 @@ def build_index(settings: Settings, full: bool = False,
         prev = None
     old = prev.documents if prev else {}
     scanned_ns = time.time_ns()
-    converter = Converter(limits(settings), reuse_from(prev))
+    lim = limits(settings)
+    converter = Converter(lim, reuse_from(prev), ocr_cache=ocr_cache(settings))
     try:
-        scan = scan_corpus(settings.corpus_dir, converter, _known(prev))
+        scan = scan_corpus(settings.corpus_dir, converter, _known(prev, lim))
     finally:
         converter.close()
     read = {d.path: d for d in scan.docs}
@@ -312,6 +328,8 @@ def build_index(settings: Settings, full: bool = False,
             shutil.rmtree(written, ignore_errors=True)  # named by no generation
         raise
     collect_garbage(index_dir, settings.keep_generations)
+    # OCR of files no longer in the corpus (a scan that gave no text is still read: seen)
+    ocr_cache(settings).prune({d["sha256"] for d in documents.values()} | converter.seen)
     total = sum(d["chunks"] for d in documents.values())
     embedded = sum(len(pt.chunks) for pt in parts)
     return IndexReport(name, added, changed, removed, n_docs - len(added) - len(changed),

@@ -19,7 +19,7 @@ import numpy as np
 from ..config import Settings
 from ..errors import ConfigError, IndexMismatchError, RagError
 from ..indexing.embedding import Embedder, MicroBatcher, load_embedder
-from ..indexing.generation import Generation, S, load_generation, open_current
+from ..indexing.generation import Generation, load_generation, open_current
 from ..indexing.lexical import tokenize
 from ..indexing.store import read_current
 from ..lru import LRU
@@ -150,11 +150,6 @@ def answer_features(dense_hits: list[Hit], evidence: list[tuple[float, float]],
     sim = max((e[0] for e in evidence[:3]), default=0.0)
     cov = max((e[1] for e in evidence[:3]), default=0.0)
     return top, sim, cov, match
-
-
-def place_span(gen: Generation, file: str, span: S) -> S:
-    """A span of a converted file with where it sits in the original (Generation.place_span)."""
-    return gen.place_span(file, span)
 
 
 class Searcher:
@@ -325,7 +320,10 @@ class Searcher:
         reader = None
         if (self.settings.read if read is None else read) and passages:
             reader = self.reader
-            passages, confidence = self.read(reader, gen, question, passages, feats)
+            n = min(len(passages), self.settings.reader_candidates)
+            centres = [self.reader_centre(state, row, c, gen) for row, _, c in chosen[:n]]
+            passages, confidence = self.read(reader, gen, question, passages[:n], centres,
+                                             feats, passages[n:])
             answerable = confidence >= reader.threshold
         t4 = time.perf_counter()
         m = gen.manifest
@@ -341,14 +339,15 @@ class Searcher:
         return answer, feats
 
     def read(self, reader: Reader, gen: Generation, question: str, passages: list[Passage],
-             features: tuple[float, ...]) -> tuple[list[Passage], float]:
-        """The reader over the top passages: reordered, each with its probability and its
-        answer span (placed in a converted original like any span); P(answerable)."""
-        from .reader.runtime import centre, rerank
+             centres: list[tuple[int, int]], features: tuple[float, ...],
+             unread: list[Passage]) -> tuple[list[Passage], float]:
+        """The reader over the top passages, each read around its centre (passage offsets):
+        reordered, each with its probability and its answer span (placed in a converted
+        original like any span), the unread tail after them; P(answerable)."""
+        from .reader.runtime import rerank
 
-        n = min(len(passages), self.settings.reader_candidates)
-        readings = reader.read(question, [(p.text, centre(p)) for p in passages[:n]])
-        out = rerank(passages, readings, reader.fusion_weight, reader.answer_threshold)
+        readings = reader.read(question, list(zip((p.text for p in passages), centres)))
+        out = rerank(passages + unread, readings, reader.fusion_weight, reader.answer_threshold)
         return ([replace(p, answer=gen.place_span(p.file, p.answer)) if p.answer else p
                  for p in out], reader.confidence(readings, features))
 
@@ -396,6 +395,16 @@ class Searcher:
         score = (1 - w) * lex + w * dense
         i = int(np.argmax(score))
         return spans[i], float(dense[i]), float(lex[i])
+
+    def reader_centre(self, state: QueryState, row: int, chunk: Chunk, gen: Generation
+                      ) -> tuple[int, int]:
+        """Where the reader reads a passage (``windows.centre_of``, as in training), from
+        the memoised sentences (passage offsets)."""
+        from .reader.windows import centre_of
+
+        spans, token_sets = self.prepared(gen, row, chunk)
+        return centre_of([(sp.start - chunk.start, sp.end - chunk.start) for sp in spans],
+                         token_sets, state.weights)
 
     def prepared(self, gen: Generation, row: int, chunk: Chunk
                  ) -> tuple[list[Span], list[frozenset[str]]]:

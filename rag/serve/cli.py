@@ -19,7 +19,7 @@ def _settings(args: argparse.Namespace) -> Any:
     from ..config import Settings
 
     over: dict[str, Any] = {}
-    for key in ("corpus_dir", "index_dir", "model", "backend", "read"):
+    for key in ("corpus_dir", "index_dir", "model", "backend", "read", "ocr"):
         if getattr(args, key, None) is not None:
             over[key] = getattr(args, key)
     return Settings(**over)
@@ -212,9 +212,10 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
     if not args.data.is_file():
         raise ConfigError(f"{args.data} is not a file; give a SQuAD 2.0 training file "
                           "(../shared/qa-train/train-v2.0-subset.json.gz)")
-    cfg = TrainConfig(data=str(args.data), out=str(args.out), layers=args.layers,
-                      steps=args.steps, batch=args.batch, seed=args.seed,
-                      articles=args.articles, every=args.every)
+    given = {k: getattr(args, k) for k in ("layers", "epochs", "steps", "batch", "lr",
+                                           "precision", "every", "seed")}
+    cfg = TrainConfig(data=str(args.data), out=str(args.out), articles=args.articles,
+                      **{k: v for k, v in given.items() if v is not None})
     card = run(cfg, args.install, candidates=args.candidates,
                calibration_articles=args.calibration_articles)
     f = card["held_out"]["int8"]
@@ -245,6 +246,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["onnx", "torch"], help="inference backend")
 
 
+def _add_ocr(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ocr", choices=["auto", "off", "force"],
+                   help="OCR of PDF pages: auto (pages without a usable text layer; the "
+                   "default), off, force (every page) (env RAG_OCR)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="rag", description=__doc__)
@@ -263,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embed-actors", type=int, default=2)
     p.add_argument("--embed-batch-size", type=int, default=32)
     p.add_argument("--gpus-per-actor", type=float, default=0.0)
+    _add_ocr(p)
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("ask", help="answer a question with cited passages")
@@ -282,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("text", help="print the text a file is indexed as (PDF/HTML/DOCX: the "
                        "extracted text that offsets index)")
     _add_common(p)
+    _add_ocr(p)
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_text)
 
@@ -333,15 +342,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="work folder: checkpoints (resumable), log, exports, calibration index")
     p.add_argument("--install", type=Path, default=None,
                    help="copy the model and its card here (rag/models/reader ships with the package)")
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--every", type=int, default=100, help="checkpoint and log period (steps)")
-    p.add_argument("--seed", type=int, default=20261201)
+    # Defaults are TrainConfig's (one source): read lazily so `rag --help` stays light.
+    p.add_argument("--layers", type=int, default=None, help="transformer layers (default 4)")
+    p.add_argument("--epochs", type=float, default=None, help="passes over the pairs (default 2)")
+    p.add_argument("--steps", type=int, default=None, help="fixed step count (overrides epochs)")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=None,
+                   help="auto: bfloat16 autocast where the CPU has AMX/AVX512-BF16")
+    p.add_argument("--every", type=int, default=None, help="checkpoint and log period (steps)")
+    p.add_argument("--seed", type=int, default=None)
     p.add_argument("--articles", type=int, default=0, help="train on the first N articles only")
     p.add_argument("--calibration-articles", type=int, default=0,
                    help="calibrate on the first N held-out articles only")
-    p.add_argument("--candidates", type=int, default=4, help="passages read per question")
+    p.add_argument("--candidates", type=int, default=0,
+                   help="passages read per question (0: choose 4 or 8, and the head, on the "
+                        "held-out training articles)")
     p.set_defaults(func=cmd_train_reader)
 
     p = sub.add_parser("convert-squad", help="turn a SQuAD v1.1/v2.0 file into corpus + gold")
@@ -358,6 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("bm25s").setLevel(logging.WARNING)
+    logging.getLogger("rag.ocr").setLevel(logging.INFO)  # one line per OCRed file
     try:
         return int(args.func(args))
     except RagError as e:

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import re
+import sys
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,9 +21,11 @@ from .formats import (FORMATS, Extracted, ExtractError, Limits, check_size, extr
                       format_of)
 
 if TYPE_CHECKING:
+    from .formats.ocr import OcrCache, PageOcr
     from .formats.worker import ExtractionWorker
 
 log = logging.getLogger(__name__)
+ocr_log = logging.getLogger("rag.ocr")  # `rag index` shows its INFO lines (one per OCRed file)
 
 TEXT_SUFFIXES = (".txt", ".md")
 SUFFIXES = TEXT_SUFFIXES + tuple(FORMATS)
@@ -115,6 +118,8 @@ class Converter:
     limits: Limits = field(default_factory=Limits)
     reuse: Reuse | None = None
     extracted: list[str] = field(default_factory=list)  # paths extracted by this run
+    ocr_cache: OcrCache | None = None  # OCR pages by (source sha256, engine, dpi)
+    seen: set[str] = field(default_factory=set)  # sha256 of every converted file read
     _worker: ExtractionWorker | None = None
 
     def document(self, path: Path, rel: str) -> Document:
@@ -129,16 +134,41 @@ class Converter:
             sha = file_digest(path)
         except OSError as e:
             raise ExtractError(f"unreadable ({e.strerror or e})") from e
-        version = extractor_id(fmt)
+        self.seen.add(sha)
+        version = extractor_id(fmt, self.limits)
         ex = self.reuse(sha, version) if self.reuse else None
         if ex is None:
             if self._worker is None:
                 self._worker = ExtractionWorker(self.limits)
-            ex = self._worker.extract(path)
+            ex = self._extract(path, rel, fmt, sha)
             self.extracted.append(rel)
         title, date = parse_metadata(ex.text, rel)
         return Document(rel, ex.text, sha, size, ex.layout.title or title, date, fmt, version,
                         ex.layout)
+
+    def _extract(self, path: Path, rel: str, fmt: str, sha: str) -> Extracted:
+        """Extract in the worker; OCR pages come from and go to the cache, one progress
+        line per page on a terminal, and one line per file that was OCRed."""
+        from tqdm import tqdm
+
+        assert self._worker is not None
+        opts = self.limits.ocr
+        cache = self.ocr_cache if fmt == "pdf" and opts.mode != "off" else None
+        cached = cache.load(sha, opts) if cache is not None else {}
+        bar = tqdm(desc=f"OCR {rel}", unit="page", disable=not sys.stderr.isatty(),
+                   leave=False)
+
+        def on_page(page: PageOcr) -> None:
+            bar.update(1)
+            if cache is not None:
+                cache.add(sha, opts, page)
+        try:
+            ex = self._worker.extract(path, cached, on_page)
+        finally:
+            bar.close()
+        if ex.ocr is not None and (ex.ocr.ocred or ex.ocr.left_out):
+            ocr_log.info("%s", ex.ocr.line(rel))
+        return ex
 
     def read(self, path: Path, rel: str) -> Document:
         """Any corpus file as a Document: converted if it is PDF/HTML/DOCX, else as it is."""

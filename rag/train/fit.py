@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,11 @@ import numpy as np
 
 from ..config import Settings
 from ..evaluation.evaluate import GoldItem, first_hit_rank, load_gold, mrr, recall_at
+from ..search.highlight import question_weights
+from ..search.reader import windows as W
 from ..search.reader.calibration import (expected_calibration_error, fit_logistic, fit_platt,
                                          reliability, threshold_for)
-from ..search.reader.runtime import Reader, centre, order
+from ..search.reader.runtime import HEADS, Reader, order, score_of
 from ..types import Passage
 from . import pairs as P
 
@@ -52,6 +54,16 @@ class Read:
     window_holds: np.ndarray  # [read] bool: the window read holds a gold answer span
     answer_scores: np.ndarray  # [read] the span head's probability for its best span
     answer_hits: np.ndarray  # [read] bool: that span overlaps a gold answer span
+    relevance: np.ndarray  # [read] the relevance head's logits
+    null: np.ndarray  # [read] the span head's null-score margins
+
+
+def variant(r: Read, head: str, k: int) -> Read:
+    """The same readings scored by ``head``, the top ``k`` read only (pure)."""
+    logits = np.array([score_of(head, a, b) for a, b in zip(r.relevance[:k], r.null[:k])])
+    return replace(r, logits=logits, window_holds=r.window_holds[:k],
+                   answer_scores=r.answer_scores[:k], answer_hits=r.answer_hits[:k],
+                   relevance=r.relevance[:k], null=r.null[:k])
 
 
 def calibration_corpus(data: Path, seed: int, work: Path, articles: int = 0
@@ -81,26 +93,28 @@ def index_corpus(work: Path) -> Settings:
     return s
 
 
-Asked = tuple[GoldItem, list[Passage], tuple[float, ...]]
+Asked = tuple[GoldItem, list[Passage], tuple[float, ...], dict[str, float]]
 
 
 def fast_path(settings: Settings, items: list[GoldItem], top_k: int = 10) -> list[Asked]:
-    """Each question's hybrid passages and answer features, without the reader."""
+    """Each question's hybrid passages, answer features and idf weights, without the reader."""
     from ..search.searcher import Searcher
 
     searcher = Searcher(settings)
+    idf = searcher.generation.lexical.idf
     out = []
     for it in items:
         a, feats = searcher.ask_with_features(it.question, top_k, "hybrid", read=False)
-        out.append((it, a.passages, tuple(float(f) for f in feats)))
+        out.append((it, a.passages, tuple(float(f) for f in feats),
+                    question_weights(it.question.strip(), idf)))
     return out
 
 
 def read_all(reader: Reader, asked: list[Asked], candidates: int) -> list[Read]:
     out = []
-    for it, ps, feats in asked:
+    for it, ps, feats, weights in asked:
         top = ps[:candidates]
-        rs = reader.read(it.question, [(p.text, centre(p)) for p in top])
+        rs = reader.read(it.question, [(p.text, W.centre(p.text, weights)) for p in top])
         holds = np.array([any(ev.file == p.file and p.start + r.window[0] <= ev.start
                               and ev.end <= p.start + r.window[1] for ev in it.evidence)
                           for p, r in zip(top, rs)], dtype=bool)
@@ -108,7 +122,8 @@ def read_all(reader: Reader, asked: list[Asked], candidates: int) -> list[Read]:
             ev.file == p.file and p.start + r.answer[0] < ev.end and ev.start < p.start + r.answer[1]
             for ev in it.evidence) for p, r in zip(top, rs)], dtype=bool)
         out.append(Read(it, ps, feats, np.array([r.logit for r in rs]), holds,
-                        np.array([r.answer_score for r in rs]), hits))
+                        np.array([r.answer_score for r in rs]), hits,
+                        np.array([r.relevance for r in rs]), np.array([r.null for r in rs])))
     return out
 
 
@@ -217,20 +232,62 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((r[y].sum() - y.sum() * (y.sum() + 1) / 2) / (y.sum() * (~y).sum()))
 
 
+READS = (4, 8)  # passages read per question, compared on the selection split
+K_MARGIN = 0.01  # reading 8 must gain this much (MRR + abstain recall) to pay its latency
+
+
+def selection(reads: list[Read], max_false_abstain: float) -> tuple[list[dict[str, Any]],
+                                                                      tuple[str, int]]:
+    """Every head x k on the selection split, cross-fitted, and the choice: the highest
+    MRR + abstain recall (at the false-abstain limit), 8 passages only if they beat 4 by
+    K_MARGIN (pure)."""
+    rows = []
+    for head in HEADS:
+        for k in READS:
+            rs = [variant(r, head, k) for r in reads]
+            f = figures(rs, operating_point(rs, max_false_abstain), max_false_abstain)
+            rows.append({"head": head, "k": k, "recall@1": f["reader"]["recall@1"],
+                         "mrr@10": f["reader"]["mrr@10"],
+                         "abstain_recall": f["reader"]["abstain_recall"],
+                         "false_abstain_rate": f["reader"]["false_abstain_rate"],
+                         "pair_auc": f["pair_auc"],
+                         "criterion": f["reader"]["mrr@10"] + f["reader"]["abstain_recall"]})
+    best = {k: max((r for r in rows if r["k"] == k), key=lambda r: r["criterion"])
+            for k in READS}
+    pick = best[8] if best[8]["criterion"] >= best[4]["criterion"] + K_MARGIN else best[4]
+    return rows, (pick["head"], pick["k"])
+
+
 def calibrate(reader_dir: Path, data: Path, seed: int, work: Path, candidates: int,
               max_false_abstain: float, articles: int = 0) -> dict[str, Any]:
-    """The calibration block of the card, with held-out figures for int8 and float32."""
+    """The calibration block of the card, with held-out figures for int8 and float32.
+    ``candidates`` 0: choose the head and k on the selection split (``selection``);
+    otherwise read that many, scored by the relevance head."""
     t0 = time.perf_counter()
     gold, n = calibration_corpus(data, seed, work, articles)
     settings = index_corpus(work)
     asked = fast_path(settings, load_gold(gold))
     out: dict[str, Any] = {"split": f"{n} held-out training article{'s' if n > 1 else ''}",
-                           "candidates": candidates, "max_false_abstain": max_false_abstain}
+                           "max_false_abstain": max_false_abstain}
+    int8 = Reader(reader_dir, quantized=True, threads=0)
+    t8 = time.perf_counter()
+    if candidates:
+        head, k, table = "relevance", candidates, []
+        reads8 = read_all(int8, asked, k)
+    else:
+        reads8 = read_all(int8, asked, max(READS))
+        table, (head, k) = selection(reads8, max_false_abstain)
+    t_read8 = time.perf_counter() - t8
+    out.update({"head": head, "candidates": k, "selection": table})
     for kind in ("int8", "fp32"):
-        reader = Reader(reader_dir, quantized=kind == "int8", threads=0)
-        t1 = time.perf_counter()
-        reads = read_all(reader, asked, candidates)
-        read_s = time.perf_counter() - t1
+        if kind == "int8":  # the readings already made, their first k (time scaled to k)
+            reads = [variant(r, head, k) for r in reads8]
+            read_s = t_read8 if candidates else t_read8 * k / max(READS)
+        else:
+            t1 = time.perf_counter()
+            reads = [variant(r, head, k) for r in
+                     read_all(Reader(reader_dir, quantized=False, threads=0), asked, k)]
+            read_s = time.perf_counter() - t1
         op = operating_point(reads, max_false_abstain)
         f = figures(reads, op, max_false_abstain)
         f["read_ms_mean"] = 1000 * read_s / max(1, len(reads))
@@ -247,4 +304,3 @@ def calibrate(reader_dir: Path, data: Path, seed: int, work: Path, candidates: i
                      "figures": f}
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
-

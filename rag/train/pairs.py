@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from ..indexing.lexical import LexicalIndex, tokenize
-from ..search.highlight import coverage, question_weights
+from ..indexing.lexical import LexicalIndex
+from ..search.highlight import question_weights
 from ..search.reader import windows as W
 from ..text.chunking import ChunkParams, chunk_document, sentences
 from ..types import Chunk, Document
@@ -107,13 +107,6 @@ def article(art: dict[str, Any], params: ChunkParams) -> Article:
                    LexicalIndex.build([c.text for c in chunks]), questions)
 
 
-def highlight_sentence(chunk: Chunk, weights: dict[str, float]) -> tuple[int, int]:
-    """The chunk's sentence with the best lexical coverage of the question (passage offsets)."""
-    spans = sentences(chunk.text, 0, len(chunk.text)) or [(0, len(chunk.text))]
-    cov = coverage(weights, [frozenset(tokenize(chunk.text[s:e])) for s, e in spans])
-    return spans[int(np.argmax(cov))] if len(cov) else spans[0]
-
-
 def sentence_of(chunk: Chunk, start: int) -> tuple[int, int]:
     """The sentence of the chunk holding passage offset ``start``."""
     for s, e in sentences(chunk.text, 0, len(chunk.text)):
@@ -156,7 +149,7 @@ def examples(art: Article, other: Article | None, rng: random.Random) -> Iterato
         if holding:
             i = rng.choice(holding)
             c, enc = art.chunks[i], art.encoded[i]
-            hl = highlight_sentence(c, weights)
+            hl = W.centre(c.text, weights)
             if qa["start"] >= 0 and rng.random() < (1.0 if ans else 0.5):
                 yield example(q, c, enc, sentence_of(c, qa["start"] - c.start), ans,
                               "answer" if ans else "own")
@@ -167,13 +160,13 @@ def examples(art: Article, other: Article | None, rng: random.Random) -> Iterato
         for i in ranked[:4].tolist():
             if i not in holding:
                 c = art.chunks[i]
-                yield example(q, c, art.encoded[i], highlight_sentence(c, weights), None, "hard")
+                yield example(q, c, art.encoded[i], W.centre(c.text, weights), None, "hard")
                 break
         if other is not None and n % EASY_EVERY == 0 and other.chunks:
             i = int(np.argmax(other.lexical.scores(question)))
             c = other.chunks[i]
             ow = question_weights(question, other.lexical.idf)
-            yield example(q, c, other.encoded[i], highlight_sentence(c, ow), None, "easy")
+            yield example(q, c, other.encoded[i], W.centre(c.text, ow), None, "easy")
 
 
 def build(articles: list[dict[str, Any]], seed: int, params: ChunkParams = ChunkParams()

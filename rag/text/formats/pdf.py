@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import NO_TEXT_LAYER, Box, Extracted, ExtractError, Layout, Limits
+from .ocr import OcrRun, describe
 
 VERSION = 1  # of the rules above; bump when the text they produce changes
 NAN4 = (math.nan,) * 4
@@ -114,8 +115,10 @@ def _page_text(lines: list[list[tuple[str, tuple[float, float, float, float]]]]
     return chars, boxes
 
 
-def extract_pdf(path: Path, limits: Limits) -> Extracted:
-    """Text of every page, the offset where each page starts and every character's box."""
+def extract_pdf(path: Path, limits: Limits, ocr: OcrRun | None = None) -> Extracted:
+    """Text of every page, the offset where each page starts and every character's box;
+    pages without a usable text layer are OCRed (ocr.py: the rule, the limits)."""
+    run = ocr or OcrRun(limits.ocr)
     doc = open_pdf(path)
     try:
         n = len(doc)
@@ -130,6 +133,9 @@ def extract_pdf(path: Path, limits: Limits) -> Extracted:
             tp = page.get_textpage()
             try:
                 pc, pb = _page_text(_lines(tp))
+                scanned = run.page(page, k + 1, "".join(pc))
+                if scanned is not None:
+                    pc, pb = scanned
             finally:
                 tp.close()
                 page.close()
@@ -144,13 +150,24 @@ def extract_pdf(path: Path, limits: Limits) -> Extracted:
                                    "(RAG_EXTRACT_MAX_CHARS)")
         text = "".join(chars)
         if not text.strip():
-            raise ExtractError(NO_TEXT_LAYER)
+            raise ExtractError(_no_text(run, n))
         title = (doc.get_metadata_value("Title") or "").strip() or None
     finally:
         doc.close()
     arr = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     assert len(arr) == len(text)
-    return Extracted(text, Layout("pdf", extractor_id(), title, tuple(pages), boxes=arr))
+    layout = Layout("pdf", f"{extractor_id()}; {describe(run.opts)}", title, tuple(pages),
+                    boxes=arr, ocr_pages=tuple(run.report.ocred))
+    return Extracted(text, layout, run.report)
+
+
+def _no_text(run: OcrRun, n: int) -> str:
+    """Why a PDF gave no text: its pages left out, or OCR found nothing."""
+    if run.report.left_out:
+        return f"{NO_TEXT_LAYER}; {run.report.why()}"
+    if run.report.ocred:
+        return f"{NO_TEXT_LAYER}; OCR found no words on {n} page{'s' if n != 1 else ''}"
+    return f"{NO_TEXT_LAYER}; its pages draw nothing"
 
 
 MAX_RENDER_PX = 2000  # longest side of a rendered page
