@@ -20,14 +20,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from rag.config import Settings
 from rag.indexing.build import build_index
 from rag.indexing.embedding import FakeEmbedder
-from rag.indexing.lexical import LexicalIndex, tokenize
 from rag.indexing.generation import open_current
+from rag.indexing.lexical import LexicalIndex, tokenize
 from rag.indexing.segments import MergePlan, SegmentStat, list_segments, plan_merge
 from rag.indexing.store import index_lock, list_generations
 from rag.search.searcher import Searcher

@@ -33,14 +33,14 @@ from hypothesis import strategies as st
 
 import rag
 from rag.config import Settings
-from rag.errors import (IndexCorruptError, IndexLockedError, IndexMismatchError,
-                        IndexMissingError)
+from rag.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexMissingError
+from rag.indexing import generation as generation_module
 from rag.indexing import store
 from rag.indexing.build import IndexReport, build_index
 from rag.indexing.dense import DenseIndex
 from rag.indexing.embedding import FakeEmbedder
-from rag.indexing.lexical import LexicalIndex
 from rag.indexing.generation import Generation, load_generation, open_current
+from rag.indexing.lexical import LexicalIndex
 from rag.indexing.store import MANIFEST, index_lock, read_current, validate_folder
 from rag.search.searcher import Searcher
 from rag.text.chunking import embedding_text
@@ -947,7 +947,7 @@ def test_ranges_is_the_concatenation_of_aranges(pairs: list[tuple[int, int]]) ->
 
 
 def test_chunk_reads_are_the_same_from_cache_and_database(indexed: Settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(store, "CHUNK_CACHE", 7)  # small, so eviction happens
+    monkeypatch.setattr(generation_module, "CHUNK_CACHE", 7)  # small, so eviction happens
     cold = generation(indexed, "g-000001")
     reference = cold.chunks(list(range(cold.size)))  # in order, all from the database
     gen = generation(indexed, "g-000001")
