@@ -122,7 +122,7 @@ def int8(n_chunks_time: int = 64) -> dict[str, Any]:
 
     from rag.config import Settings
     from rag.indexing.embedding import model_fingerprint, resolve_model
-    from rag.indexing.store import open_current
+    from rag.indexing.generation import open_current
     from rag.text.chunking import embedding_text
 
     s = Settings()

@@ -38,7 +38,8 @@ def gauss_file() -> Path:
 
     from rag.config import Settings
     from rag.indexing.build import build_index
-    from rag.indexing.store import index_lock, open_current
+    from rag.indexing.generation import open_current
+    from rag.indexing.store import index_lock
 
     with tempfile.TemporaryDirectory() as tmp:
         s = Settings(corpus_dir=ROOT / "corpus", index_dir=Path(tmp) / "index")
@@ -108,7 +109,7 @@ class _Gen:
     """Just what a grant's mask needs of a generation."""
 
     def __init__(self, n_files: int, chunks: int) -> None:
-        from rag.indexing.store import FileRecord
+        from rag.indexing.generation import FileRecord
 
         dept = ["public", "hr", "finance", "legal", "eng"]
         self.name = "g-bench"

@@ -219,7 +219,7 @@ def main() -> None:
     ap.add_argument("--pages", type=int, default=40)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    from rag.indexing.store import open_current
+    from rag.indexing.generation import open_current
 
     digital, scans, items = make_corpora(args.out, args.pages)
     t_dig, _ = index(digital, args.out / "index-digital")

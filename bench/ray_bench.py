@@ -38,7 +38,8 @@ from common import ROOT, machine_info, md_table
 from rag.config import Settings
 from rag.indexing.build import EmbedStep, build_index
 from rag.indexing.embedding import Embedder, load_embedder
-from rag.indexing.store import index_lock, open_current
+from rag.indexing.generation import open_current
+from rag.indexing.store import index_lock
 
 NODE: dict[str, Any] = {"num_cpus": 3, "node_ip_address": "127.0.0.1", "object_store_memory": 200 * 2**20}
 CLUSTER_CORES = (8, 32, 128)  # the projection's cluster sizes

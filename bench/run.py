@@ -112,7 +112,7 @@ def cold_build(rounds: int) -> dict[str, Any]:
 
 def save_gauss() -> dict[str, Any]:
     """Fit the synthetic-vector Gaussian to the seed's chunk and sentence vectors."""
-    from rag.indexing.store import open_current
+    from rag.indexing.generation import open_current
 
     gen = open_current(SEED_INDEX)
     parts = [gen.dense.vectors()]
@@ -390,7 +390,8 @@ def indexing() -> dict[str, Any]:
     from rag.config import Settings
     from rag.indexing.build import build_index, local_embed_step
     from rag.indexing.embedding import load_embedder
-    from rag.indexing.store import index_lock, open_current
+    from rag.indexing.generation import open_current
+    from rag.indexing.store import index_lock
     from rag.text.chunking import embedding_text
 
     out: dict[str, Any] = {}

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import pytest
 
+from rag.indexing.generation import open_current
 from rag.indexing.segments import list_segments
-from rag.indexing.store import TMP_PREFIX, list_generations, open_current, read_current
+from rag.indexing.store import TMP_PREFIX, list_generations, read_current
 
 from .conftest import CORPUS, ROOT
 

@@ -432,7 +432,7 @@ def test_score_fusion_single_list_keeps_order() -> None:
 
 
 def test_top_rows_takes_the_k_best_finite_scores() -> None:
-    from rag.search.searcher import top_rows
+    from rag.indexing.generation import top_rows
 
     s = np.array([0.1, 0.9, -np.inf, 0.5, 0.7], dtype=np.float32)
     assert sorted(top_rows(s, 2).tolist()) == [1, 4]

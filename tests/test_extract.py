@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from rag.indexing.build import build_index
-from rag.indexing.store import TEXTS, index_lock, open_current
+from rag.indexing.generation import open_current
+from rag.indexing.store import TEXTS, index_lock
 from rag.text.formats import NO_TEXT_LAYER, ExtractError, Limits, extract
 from rag.text.formats.worker import ExtractionWorker
 

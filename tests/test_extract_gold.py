@@ -12,7 +12,8 @@ import pytest
 
 from rag.evaluation.evaluate import Evidence, first_hit_rank, load_gold, mrr, recall_at
 from rag.indexing.build import build_index
-from rag.indexing.store import index_lock, open_current
+from rag.indexing.generation import open_current
+from rag.indexing.store import index_lock
 
 from . import docmaker as dm
 from .conftest import CORPUS, DEV_GOLD, need_font, need_shared

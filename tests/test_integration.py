@@ -57,7 +57,7 @@ def test_no_words_shown_twice(real_searcher) -> None:
 
 def test_chunks_fit_the_model(real_index, real_embedder) -> None:
     """No embedded text exceeds max_seq_length, so dense search sees every word."""
-    from rag.indexing.store import open_current
+    from rag.indexing.generation import open_current
     from rag.text.chunking import embedding_text
 
     gen = open_current(real_index.index_dir)
@@ -88,7 +88,7 @@ def dev_questions() -> list[str]:
 
 
 def _texts(real_index: Settings) -> list[str]:
-    from rag.indexing.store import open_current
+    from rag.indexing.generation import open_current
 
     gen = open_current(real_index.index_dir)
     chunks = [c.text for c in gen.chunks(list(range(min(gen.size, 24))))]
@@ -167,11 +167,9 @@ def test_exact_scan_path_ranks_like_the_faiss_path(real_searcher, monkeypatch) -
     """Flat indexes take one matrix-vector product instead of two FAISS searches; the ranked
     chunks must be the same (rows, order, scores), with and without a file filter."""
     from rag.indexing.dense import DenseIndex
-    from rag.search.searcher import file_mask
-
     gen = real_searcher.generation
     assert gen.dense.all_scores(real_searcher.embed_query("x")) is not None  # flat here
-    masks = [None, file_mask(gen, ["sco-*"]), file_mask(gen, ["no-such-file*"])]
+    masks = [None, gen.file_mask(["sco-*"]), gen.file_mask(["no-such-file*"])]
     fast = [[(h.row, h.rank, round(h.score, 5)) for h in
              real_searcher.dense_hits(gen, real_searcher.embed_query(q), 50, m)]
             for q in dev_questions() for m in masks]

@@ -39,8 +39,9 @@ from rag.errors import IndexCorruptError, IndexMissingError
 from rag.indexing.build import build_index
 from rag.indexing.dense import DenseIndex
 from rag.indexing.embedding import FakeEmbedder
+from rag.indexing.generation import open_current
 from rag.indexing.lexical import LexicalIndex
-from rag.indexing.store import CURRENT, GENERATIONS, index_lock, open_current, read_current
+from rag.indexing.store import CURRENT, GENERATIONS, index_lock, read_current
 
 from .conftest import CORPUS
 

@@ -38,14 +38,12 @@ from rag.evaluation.evaluate import load_gold
 from rag.indexing.build import IndexReport, build_index
 from rag.indexing.distributed import RAY_EXTRA, ray_embed_step
 from rag.indexing.embedding import Embedder, FakeEmbedder
+from rag.indexing.generation import Generation, load_generation, open_current
 from rag.indexing.store import (
     TMP_PREFIX,
-    Generation,
     generations_dir,
     index_lock,
     list_generations,
-    load_generation,
-    open_current,
     read_current,
 )
 from rag.search.searcher import Searcher

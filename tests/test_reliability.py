@@ -37,7 +37,8 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from rag.config import Settings
 from rag.indexing.build import build_index
 from rag.indexing.embedding import FakeEmbedder, normalize
-from rag.indexing.store import TMP_PREFIX, index_lock, open_current, read_current
+from rag.indexing.generation import open_current
+from rag.indexing.store import TMP_PREFIX, index_lock, read_current
 from rag.search.searcher import Searcher
 
 from .conftest import CORPUS, ROOT

@@ -20,15 +20,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from rag.config import Settings
 from rag.indexing.build import build_index
 from rag.indexing.embedding import FakeEmbedder
+from rag.indexing.generation import open_current
 from rag.indexing.lexical import LexicalIndex, tokenize
 from rag.indexing.segments import MergePlan, SegmentStat, list_segments, plan_merge
-from rag.indexing.store import index_lock, list_generations, open_current
+from rag.indexing.store import index_lock, list_generations
 from rag.search.searcher import Searcher
 
 from .conftest import CORPUS
@@ -342,3 +344,59 @@ def test_seed_corpus_with_the_real_model_equals_a_full_build(
     seg = Searcher(s, embedder=real_embedder)
     full = Searcher(full_s, embedder=real_embedder)
     assert_same_answers(seg, full)
+
+
+# ---------------------------------------------------------------- one question, one gathering
+
+def test_a_question_gathers_its_postings_once(tmp_path: Path, small_corpus: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """BM25 scores and highlight weights come from one gathering of the question's postings,
+    and the gathered weights equal idf() over live rows (two segments, one with tombstones)."""
+    s = Settings(corpus_dir=small_corpus, index_dir=tmp_path / "index", model="fake",  # type: ignore[arg-type]
+                 merge_max_dead_share=0.9)
+    build(s)
+    first = min(small_corpus.iterdir())
+    with open(first, "a", encoding="utf-8") as f:
+        f.write("\nRevision: the council met in Bishkek on digital cooperation.\n")
+    build(s)
+    searcher = Searcher(s, embedder=FakeEmbedder())
+    gen = searcher.generation
+    assert len(gen.segments) == 2 and gen.manifest["segments"][0]["dead"] > 0
+    for q in QUESTIONS + ["Bishkek council revision"]:
+        got = gen.lexical.gather(q)
+        assert got.weights == gen.lexical.idf(sorted(set(tokenize(q)))), q
+        assert np.array_equal(gen.lexical.scores(got), gen.lexical.scores(q)), q
+    calls = []
+    gathered = LexicalIndex._postings
+
+    def counting(self: LexicalIndex, terms: list[str]) -> Any:
+        calls.append(tuple(terms))
+        return gathered(self, terms)
+
+    monkeypatch.setattr(LexicalIndex, "_postings", counting)
+    for q in QUESTIONS:
+        calls.clear()
+        searcher.ask(q, top_k=5, mode="hybrid")
+        assert calls == [tuple(sorted(set(tokenize(q))))], (q, calls)
+
+
+def test_the_reader_loads_without_waiting_on_the_model_lock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading the reader takes its own lock: a thread holding the embedder's lock (a model
+    loading) does not hold up the reader."""
+    import threading
+
+    from rag.search.reader import runtime
+
+    loaded = object()
+    monkeypatch.setattr(runtime, "Reader", lambda *a: loaded)
+    searcher = Searcher(Settings(corpus_dir=tmp_path, index_dir=tmp_path / "index",  # type: ignore[arg-type]
+                                 model="fake"), embedder=FakeEmbedder())
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(searcher.reader), daemon=True)
+    with searcher._embedder_lock:  # the model is loading
+        t.start()
+        t.join(timeout=60)
+        alive = t.is_alive()
+    t.join(timeout=60)
+    assert not alive and got == [loaded]

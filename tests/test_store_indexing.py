@@ -34,15 +34,15 @@ from hypothesis import strategies as st
 
 import rag
 from rag.config import Settings
-from rag.errors import (IndexCorruptError, IndexLockedError, IndexMismatchError,
-                        IndexMissingError)
+from rag.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexMissingError
+from rag.indexing import generation as generation_module
 from rag.indexing import store
 from rag.indexing.build import IndexReport, build_index
 from rag.indexing.dense import DenseIndex
 from rag.indexing.embedding import FakeEmbedder
+from rag.indexing.generation import Generation, load_generation, open_current
 from rag.indexing.lexical import Postings
-from rag.indexing.store import (MANIFEST, index_lock, load_generation,
-                                open_current, read_current, validate_folder)
+from rag.indexing.store import MANIFEST, index_lock, read_current, validate_folder
 from rag.search.searcher import Searcher
 from rag.text.chunking import embedding_text
 from rag.types import Answer
@@ -122,7 +122,7 @@ def corpus_files(corpus: Path) -> dict[str, bytes]:
             for p in sorted(corpus.rglob("*")) if p.suffix in (".txt", ".md")}
 
 
-def generation(settings: Settings, name: str) -> store.Generation:
+def generation(settings: Settings, name: str) -> Generation:
     """A generation loaded by name."""
     return load_generation(settings.index_dir, name)
 
@@ -951,7 +951,7 @@ def test_real_disk_full_through_the_cli(small_disk: Path, small_corpus: Path) ->
 
 @given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 6)), max_size=12))
 def test_ranges_is_the_concatenation_of_aranges(pairs: list[tuple[int, int]]) -> None:
-    from rag.indexing.store import ranges
+    from rag.indexing.generation import ranges
 
     lo = np.array([a for a, _ in pairs], dtype=np.int64)
     hi = lo + np.array([n for _, n in pairs], dtype=np.int64)
@@ -960,7 +960,7 @@ def test_ranges_is_the_concatenation_of_aranges(pairs: list[tuple[int, int]]) ->
 
 
 def test_chunk_reads_are_the_same_from_cache_and_database(indexed: Settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(store, "CHUNK_CACHE", 7)  # small, so eviction happens
+    monkeypatch.setattr(generation_module, "CHUNK_CACHE", 7)  # small, so eviction happens
     cold = generation(indexed, "g-000001")
     reference = cold.chunks(list(range(cold.size)))  # in order, all from the database
     gen = generation(indexed, "g-000001")

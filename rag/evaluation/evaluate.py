@@ -9,14 +9,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
 from ..digest import file_digest
 from ..errors import ConfigError
 from ..text.corpus import LineIndex
-from ..types import MODES, Answer, Span
+from ..types import MODES, Answer, Mode, Span
+
+if TYPE_CHECKING:
+    from ..search.searcher import Searcher
 
 METRICS = ("recall@1", "recall@3", "recall@5", "recall@10", "mrr@10", "ndcg@10",
            "citation_exact_rate", "highlight_hit_rate", "answer_hit_rate", "abstain_recall",
@@ -177,7 +180,7 @@ def _with_lines(ev: Evidence, lines: LineIndex) -> Evidence:
     return replace(ev, line_start=ls, line_end=le)
 
 
-def evaluate_mode(ask: Any, items: Sequence[GoldItem], mode: str, corpus_dir: Path,
+def evaluate_mode(ask: Callable[[str, int, str], Answer], items: Sequence[GoldItem], mode: str, corpus_dir: Path,
                   ks: Sequence[int] = (1, 3, 5, 10),
                   read_text: Callable[[str], str] | None = None) -> ModeResult:
     """Run every gold question through ``ask(question, top_k, mode)`` and score it.
@@ -267,15 +270,15 @@ READER = "reader"  # an evaluation mode: hybrid, then the reader (the service's 
 EVAL_MODES = (*MODES, READER)
 
 
-def asker(searcher: Any, mode: str) -> Callable[[str, int, str], Answer]:
+def asker(searcher: Searcher, mode: str) -> Callable[[str, int, str], Answer]:
     """``ask(question, top_k, mode)`` for an evaluation mode: the three retrieval modes on
     the fast path (reader off), ``reader`` as hybrid read by the reader."""
     if mode == READER:
         return lambda q, k, _m: searcher.ask(q, k, "hybrid", read=True)
-    return lambda q, k, m: searcher.ask(q, k, m, read=False)
+    return lambda q, k, m: searcher.ask(q, k, cast(Mode, m), read=False)  # ask checks m
 
 
-def evaluate(searcher: Any, items: Sequence[GoldItem], modes: Sequence[str],
+def evaluate(searcher: Searcher, items: Sequence[GoldItem], modes: Sequence[str],
              ks: Sequence[int] = (1, 3, 5, 10)) -> dict[str, ModeResult]:
     """Every mode over the gold items, timing real searches (warm model, no query cache)."""
     for item in items[:3]:  # warm-up so the first timings are not model start-up
@@ -292,7 +295,7 @@ def evaluate(searcher: Any, items: Sequence[GoldItem], modes: Sequence[str],
             for m in modes}
 
 
-def run_info(searcher: Any, gold: Path, items: Sequence[GoldItem], modes: Sequence[str],
+def run_info(searcher: Searcher, gold: Path, items: Sequence[GoldItem], modes: Sequence[str],
              ks: Sequence[int]) -> dict[str, Any]:
     """What a report needs to say which run it is: corpus, index, model, gold, settings."""
     gen = searcher.generation
@@ -325,7 +328,7 @@ def run_info(searcher: Any, gold: Path, items: Sequence[GoldItem], modes: Sequen
     }
 
 
-def build_report(searcher: Any, gold: Path, items: Sequence[GoldItem],
+def build_report(searcher: Searcher, gold: Path, items: Sequence[GoldItem],
                  results: dict[str, ModeResult], ks: Sequence[int], gates: Sequence[QualityGate]
                  ) -> dict[str, Any]:
     """The JSON report of a run: which run, per-mode metrics, misses and questions, the

@@ -579,10 +579,8 @@ def _extend(base: Any, base_file: Path | None, vectors: np.ndarray, settings: Se
 def _canary_segment(index_dir: Path, name: str, vectors: np.ndarray, row0: int,
                     ef_search: int) -> None:
     """Load the new segment the way the server will and check that it finds itself."""
-    from .store import validate_folder as validate
-
     folder = segments_dir(index_dir) / name
-    seg = Segment(folder, validate(folder, SEGMENT_MANIFEST, f"segment {name}"), ef_search)
+    seg = Segment(folder, validate_folder(folder, SEGMENT_MANIFEST, f"segment {name}"), ef_search)
     seg.acquire()
     try:
         if len(vectors):

@@ -157,6 +157,16 @@ class Postings:
         return p
 
 
+@dataclass(frozen=True)
+class LexicalQuery:
+    """A question's postings, gathered once (``LexicalIndex.gather``) and read by both BM25
+    scoring and highlighting."""
+
+    tokens: list[str]  # in question order, repeats kept (BM25 counts each occurrence)
+    postings: dict[str, tuple[np.ndarray, np.ndarray]]  # term -> (generation rows, tf part)
+    weights: dict[str, float]  # idf of each known term, terms sorted (highlight weights)
+
+
 class LexicalIndex:
     """BM25 over the live rows of one or more segments, in a generation's row space.
 
@@ -214,12 +224,22 @@ class LexicalIndex:
                        else (np.zeros(0, np.int64), np.zeros(0, np.float32)))
         return out
 
-    def scores(self, query: str) -> np.ndarray:
+    def gather(self, query: str) -> LexicalQuery:
+        """The question's tokens, each distinct one's live postings (read once) and the idf
+        weights of the known ones: what scoring and highlighting both need."""
+        tokens = tokenize(query)
+        terms = sorted(set(tokens))
+        postings = dict(zip(terms, self._postings(terms)))
+        weights = {t: float(bm25_idf(np.array([len(rows)]), self.size)[0])
+                   for t, (rows, _) in postings.items() if len(rows)}
+        return LexicalQuery(tokens, postings, weights)
+
+    def scores(self, query: str | LexicalQuery) -> np.ndarray:
         """BM25 score of every row for the query (zeros when no term is known)."""
-        terms = tokenize(query)
-        if not terms or not self.size:
+        q = self.gather(query) if isinstance(query, str) else query
+        if not q.tokens or not self.size:
             return np.zeros(self.size, dtype=np.float32)
-        found = self._postings(terms)
+        found = [q.postings[t] for t in q.tokens]  # a repeated term counts each time
         if not any(len(r) for r, _ in found):
             return np.zeros(self.size, dtype=np.float32)
         # one pass in query-term order: a row's sum does not depend on where it is stored
@@ -231,12 +251,24 @@ class LexicalIndex:
     def idf(self, terms: list[str]) -> dict[str, float]:
         """Document-frequency weight per known term (for highlighting)."""
         out = {}
-        for t, (rows, _) in zip(terms, self._postings(terms)):
-            if len(rows):
-                out[t] = float(bm25_idf(np.array([len(rows)]), self.size)[0])
+        for t in terms:
+            df = self._df(t)
+            if df:
+                out[t] = float(bm25_idf(np.array([df]), self.size)[0])
         return out
 
-    def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[Hit]:
+    def _df(self, term: str) -> int:
+        """Live rows holding a term."""
+        df = 0
+        for p, m in self.parts:
+            j = p.vocab.get(term)
+            if j is not None:
+                a, b = int(p.indptr[j]), int(p.indptr[j + 1])
+                df += b - a if m is None else int((m[np.asarray(p.docs[a:b])] >= 0).sum())
+        return df
+
+    def search(self, query: str | LexicalQuery, k: int, allowed: np.ndarray | None = None
+               ) -> list[Hit]:
         """Top-k rows with a positive score, best first."""
         s = self.scores(query)
         if allowed is not None:

@@ -1,4 +1,5 @@
-"""What a generation is made of: immutable segments, tombstones, and one row space over them.
+"""What a generation is made of: immutable segments (the row space over them and the loaded
+generation are ``generation``).
 
     index/segments/
       s-000004/            written once, never changed, shared by every generation naming it
@@ -10,9 +11,7 @@
 
 A generation names its segments (with their segment.json checksums) and the live documents
 (segment, first local row, chunk count); every other row of a segment is a tombstone. The
-generation presents one row space: its live chunks ordered by file path, then offset, which
-is exactly the row order of a fresh full build of the same corpus. So row numbers, ties
-(broken by row) and everything computed over rows are the same as a full build's.
+merge policy (``plan_merge``) decides which segments a run folds into a new one.
 """
 
 from __future__ import annotations
@@ -30,18 +29,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import IndexCorruptError
-from ..types import Chunk, Hit
+from ..types import Chunk
+from .dense import DenseIndex
+from .lexical import Postings
+from .store import SEGMENT_NAME, segments_dir, validate_folder
 
 log = logging.getLogger(__name__)
 
-SEGMENTS = "segments"
 SEGMENT_MANIFEST = "segment.json"
-SEGMENT_NAME = re.compile(r"s-\d{6}")
-
-
-def segments_dir(index_dir: Path) -> Path:
-    """Where segment folders live."""
-    return index_dir / SEGMENTS
 
 
 def list_segments(index_dir: Path) -> list[str]:
@@ -63,12 +58,18 @@ def next_segment_name(index_dir: Path) -> str:
 class Segment:
     """One loaded, validated segment: chunk table, dense and sentence indexes, postings.
 
-    Immutable, so generations share a loaded segment; it is closed with its last user."""
+    Immutable, so generations share a loaded segment. Its users are counted (``acquire``,
+    ``release``) and the last release closes the chunk database: `rag index` releases the
+    segments it loads to merge or to check a new one, and ``Generation.close`` releases a
+    generation's. A serving process closes none: when it switches to a new generation
+    (``Searcher.reload_if_changed``), the new one shares the loaded segments both name and
+    the old one is only dropped, never closed, because questions in flight may still read
+    it and nothing counts them. An old generation and the segments only it used are then
+    let go when the last reference to them goes (CPython frees them and the database
+    connection with them); until then they keep their files open, so the disk space of a
+    segment that `rag index` has since deleted is returned only then."""
 
     def __init__(self, folder: Path, manifest: dict[str, Any], ef_search: int = 128) -> None:
-        from .dense import DenseIndex
-        from .lexical import Postings
-
         self.folder = folder
         self.name = folder.name
         self.manifest = manifest
@@ -134,8 +135,6 @@ class Segment:
 
 def validate_segment(index_dir: Path, name: str, checksum: str) -> dict[str, Any]:
     """The manifest of a segment a generation names, after checking every file's sha256."""
-    from .store import validate_folder
-
     folder = segments_dir(index_dir) / name
     if not SEGMENT_NAME.fullmatch(name) or not folder.is_dir():
         raise IndexCorruptError(f"segment {name} is missing")
@@ -170,111 +169,6 @@ def segment_checksum(index_dir: Path, name: str) -> str | None:
         return str(m["checksum"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-# ---------------------------------------------------------------- one row space
-
-class SegmentedDense:
-    """The DenseIndex verbs over several segments' indexes, in the generation's row space.
-
-    ``maps[i]`` sends segment i's local rows to generation rows (-1: tombstone); ``seg_of``
-    and ``local_of`` go back. Tombstoned rows are excluded inside FAISS (a bitmap selector),
-    so each segment returns k live rows; the merged top k is ordered by score, then row."""
-
-    def __init__(self, parts: list[Any], maps: list[np.ndarray], seg_of: np.ndarray,
-                 local_of: np.ndarray) -> None:
-        self.parts = parts
-        self.maps = maps
-        self.seg_of, self.local_of = seg_of, local_of
-        self.live = [m >= 0 for m in maps]
-        self.keep_local = [np.flatnonzero(lv) for lv in self.live]
-        self.keep_global = [m[k] for m, k in zip(maps, self.keep_local)]
-        self._identity = (len(parts) == 1 and len(maps[0]) == len(seg_of)
-                          and bool(self.live[0].all())
-                          and bool((maps[0] == np.arange(len(maps[0]))).all()))
-
-    @property
-    def size(self) -> int:
-        """Live rows."""
-        return len(self.seg_of)
-
-    @property
-    def dim(self) -> int:
-        """Vector dimension."""
-        return int(self.parts[0].dim) if self.parts else 0
-
-    @property
-    def kind(self) -> str:
-        """"flat" when every segment is searched exactly, else "hnsw"."""
-        return "flat" if all(p.kind == "flat" for p in self.parts) else "hnsw"
-
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
-               exact: bool = False) -> list[list[Hit]]:
-        """Top-k generation rows per query by inner product; ``allowed``: a row mask;
-        ``exact``: score every allowed vector, also in HNSW segments."""
-        scores, rows = self.search_arrays(queries, k, allowed, exact)
-        return [[Hit(r, s, i + 1) for i, (r, s) in enumerate(zip(rr.tolist(), ss.tolist()))
-                 if r >= 0] for rr, ss in zip(rows, scores)]
-
-    def _local_mask(self, i: int, allowed: np.ndarray | None) -> np.ndarray | None:
-        if allowed is None:
-            return None if self.live[i].all() else self.live[i]
-        mask = np.zeros(len(self.maps[i]), dtype=bool)
-        mask[self.keep_local[i]] = allowed[self.keep_global[i]]
-        return mask
-
-    def search_arrays(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
-                      exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, rows) per query, best first; row -1 pads a short line."""
-        if self._identity:
-            return self.parts[0].search_arrays(queries, k, allowed, exact)  # type: ignore[no-any-return]
-        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        got_s, got_r = [], []
-        for i, part in enumerate(self.parts):
-            s, r = part.search_arrays(q, k, self._local_mask(i, allowed), exact)
-            g = np.where(r >= 0, self.maps[i][np.maximum(r, 0)], -1) if r.size else r
-            got_s.append(s)
-            got_r.append(g)
-        width = min(k, sum(s.shape[1] for s in got_s))
-        out_s = np.full((len(q), width), -np.inf, dtype=np.float32)
-        out_r = np.full((len(q), width), -1, dtype=np.int64)
-        if not width:
-            return out_s, out_r
-        s_all, r_all = np.hstack(got_s), np.hstack(got_r)
-        for j in range(len(q)):
-            ok = r_all[j] >= 0
-            s, r = s_all[j][ok], r_all[j][ok]
-            order = np.lexsort((r, -s))[:width]
-            out_s[j, :len(order)], out_r[j, :len(order)] = s[order], r[order]
-        return out_s, out_r
-
-    def all_scores(self, query: np.ndarray) -> np.ndarray | None:
-        """Inner product with every live row when every segment is exact (flat), else None."""
-        if self._identity:
-            return self.parts[0].all_scores(query)  # type: ignore[no-any-return]
-        if not self.size or any(p.kind != "flat" for p in self.parts):
-            return None
-        out = np.empty(self.size, dtype=np.float32)
-        for i, part in enumerate(self.parts):
-            if len(self.keep_local[i]):
-                out[self.keep_global[i]] = part.all_scores(query)[self.keep_local[i]]
-        return out
-
-    def vectors_of(self, rows: np.ndarray) -> np.ndarray:
-        """Stored vectors of some generation rows."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if self._identity:
-            return self.parts[0].vectors_of(rows)  # type: ignore[no-any-return]
-        out = np.zeros((len(rows), self.dim), dtype=np.float32)
-        seg = self.seg_of[rows]
-        for i in np.unique(seg).tolist():
-            sel = seg == i
-            out[sel] = self.parts[i].vectors_of(self.local_of[rows[sel]])
-        return out
-
-    def vectors(self) -> np.ndarray:
-        """All live vectors, in row order."""
-        return self.vectors_of(np.arange(self.size))
 
 
 # ---------------------------------------------------------------- merge policy

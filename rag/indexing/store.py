@@ -27,6 +27,9 @@ folder fsynced before any generation names it. A generation is written into a te
 folder, every file fsynced, renamed into place,
 the parent fsynced; then CURRENT is written to a temp file, fsynced and ``os.replace``d.
 A crash at any moment leaves CURRENT naming a complete generation.
+
+This module is durability, the lock, names, the writer, garbage collection and validation;
+a loaded segment is ``segments.Segment``, a loaded generation ``generation.Generation``.
 """
 
 from __future__ import annotations
@@ -41,18 +44,13 @@ import os
 import re
 import shutil
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..digest import file_digest
-from ..errors import IndexCorruptError, IndexLockedError, IndexMissingError
-from ..lru import LRU
+from ..errors import IndexCorruptError, IndexLockedError
 from ..types import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -134,7 +132,7 @@ def index_lock(index_dir: Path, timeout_s: float = 0.0) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-# ---------------------------------------------------------------- generation names
+# ---------------------------------------------------------------- names
 
 def generations_dir(index_dir: Path) -> Path:
     """Where generation folders live."""
@@ -157,6 +155,13 @@ def next_generation_name(index_dir: Path) -> str:
 
 
 GENERATION_NAME = re.compile(r"g-\d{6}")
+SEGMENTS = "segments"
+SEGMENT_NAME = re.compile(r"s-\d{6}")
+
+
+def segments_dir(index_dir: Path) -> Path:
+    """Where segment folders live."""
+    return index_dir / SEGMENTS
 
 
 def read_pointer(index_dir: Path) -> tuple[str | None, str | None]:
@@ -306,7 +311,7 @@ def sweep_temp_folders(index_dir: Path) -> list[str]:
     """Delete what killed runs left: temp folders of generations and segments, temp
     pointers. Reads no manifest (a no-op `rag index` stays cheap). Hold the lock."""
     removed = []
-    for root in (generations_dir(index_dir), index_dir / "segments"):
+    for root in (generations_dir(index_dir), segments_dir(index_dir)):
         if root.is_dir():
             for p in root.iterdir():
                 if p.name.startswith(TMP_PREFIX):
@@ -333,8 +338,6 @@ def named_segments(index_dir: Path) -> set[str] | None:
 def collect_segments(index_dir: Path) -> list[str]:
     """Delete segment temp folders and segments no generation on disk names (the kept
     generations are the only ones left when this runs). Call only while holding the lock."""
-    from .segments import SEGMENT_NAME, segments_dir
-
     root = segments_dir(index_dir)
     if not root.is_dir():
         return []
@@ -358,7 +361,7 @@ def publish_segment(index_dir: Path, tmp: Path, name: str) -> Path:
     return final
 
 
-# ---------------------------------------------------------------- reading
+# ---------------------------------------------------------------- validation
 
 def validate_folder(folder: Path, manifest_name: str = MANIFEST, what: str | None = None
                     ) -> dict[str, Any]:
@@ -390,312 +393,3 @@ def validate_folder(folder: Path, manifest_name: str = MANIFEST, what: str | Non
         if file_digest(p) != meta["sha256"]:
             raise IndexCorruptError(f"{what}: {rel} sha256 mismatch")
     return manifest
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    """An indexed file as the generation knows it."""
-
-    path: str
-    sha256: str
-    size: int
-    title: str | None
-    date: str | None
-    chunks: int
-    date_source: str | None = None  # line, pdf, docx, html, front-matter, mtime
-
-
-FILTER_FORMATS = ("txt", "md", "pdf", "html", "docx")
-
-
-class Generation:
-    """One loaded, validated generation: the live chunks of its segments as one index.
-
-    Rows are the generation's own: live chunks ordered by file path, then offset (what a
-    full build of the same corpus numbers them), mapped to (segment, local row) inside."""
-
-    def __init__(self, folder: Path, manifest: dict[str, Any], ef_search: int = 128,
-                 reuse: dict[str, Any] | None = None) -> None:
-        from .segments import open_segment, validate_segment
-
-        self.folder = folder
-        self.name = folder.name
-        self.manifest = manifest
-        self._db_lock = threading.Lock()
-        self._chunk_cache: LRU[int, Chunk] = LRU(CHUNK_CACHE)  # read-only data: never stale
-        self._extracted: LRU[str, Any] = LRU(EXTRACTED_CACHE)
-        self._users = 0  # questions answering from it now (acquire/release)
-        self.retired_at: float | None = None  # when a newer generation replaced it
-        self._file_days: np.ndarray | None = None
-        self._file_formats: np.ndarray | None = None
-        index_dir = folder.parent.parent
-        self.segments: list[Any] = []
-        try:
-            fresh = {}
-            for s in manifest["segments"]:  # every file checked before FAISS reads any
-                seg = (reuse or {}).get(s["name"])
-                if seg is None or seg.checksum != s["checksum"]:
-                    try:
-                        fresh[s["name"]] = validate_segment(index_dir, s["name"], s["checksum"])
-                    except IndexCorruptError as e:
-                        raise IndexCorruptError(f"generation {self.name}: {e}") from e
-            for s in manifest["segments"]:
-                seg = (reuse or {}).get(s["name"])
-                if s["name"] in fresh:
-                    seg = open_segment(index_dir, s["name"], fresh[s["name"]], ef_search)
-                assert seg is not None  # reused (same checksum) or freshly validated
-                self.segments.append(seg.acquire())
-            self._row_space()
-        except BaseException:
-            self.close()
-            raise
-
-    def _row_space(self) -> None:
-        """Generation rows and sentence ids <-> segment rows, indexes over the live rows."""
-        from .lexical import LexicalIndex
-        from .segments import SegmentedDense
-
-        docs = self.manifest["documents"]
-        paths = sorted(docs)
-        self.files = [FileRecord(p, docs[p]["sha256"], docs[p]["size"], docs[p].get("title"),
-                                 docs[p].get("date"), docs[p]["chunks"],
-                                 docs[p].get("date_source")) for p in paths]
-        self.file_by_path = {f.path: f for f in self.files}
-        self._file_index = {f.path: i for i, f in enumerate(self.files)}
-        where = {s.name: i for i, s in enumerate(self.segments)}
-        try:
-            seg = np.array([where[docs[p]["segment"]] for p in paths], dtype=np.int64)
-        except KeyError as e:
-            raise IndexCorruptError(f"generation {self.name}: a document names segment {e}, "
-                                    "which the generation does not list") from None
-        first = np.array([docs[p]["row"] for p in paths], dtype=np.int64)
-        count = np.array([docs[p]["chunks"] for p in paths], dtype=np.int64)
-        self._file_start = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
-        self.file_ids = np.repeat(np.arange(len(paths), dtype=np.int32), count)
-        row_seg = np.repeat(seg, count)
-        row_local = ranges(first, first + count)
-        n = len(row_local)
-        maps = []
-        for i, sg in enumerate(self.segments):
-            m = np.full(sg.rows, -1, dtype=np.int64)
-            sel = np.flatnonzero(row_seg == i)
-            local = row_local[sel]
-            if len(local) and (local.max() >= sg.rows or len(np.unique(local)) != len(local)):
-                raise IndexCorruptError(f"generation {self.name}: documents overlap or leave "
-                                        f"segment {sg.name}'s {sg.rows} rows")
-            m[local] = sel
-            tomb = self.folder / TOMBSTONES / f"{sg.name}.npy"
-            dead = np.flatnonzero(m < 0)
-            stored = (np.load(tomb, allow_pickle=False) if tomb.exists()
-                      else np.zeros(0, np.int64))
-            if not np.array_equal(stored, dead):
-                raise IndexCorruptError(f"generation {self.name}: the tombstones of segment "
-                                        f"{sg.name} disagree with its documents")
-            maps.append(m)
-        self.dense = SegmentedDense([s.dense for s in self.segments], maps, row_seg, row_local)
-        self.lexical = LexicalIndex(
-            [(s.postings, None if self.dense._identity else m)
-             for s, m in zip(self.segments, maps)], n)
-        # sentences: each row's local sentence range, in row order
-        lo = np.zeros(n, dtype=np.int64)
-        hi = np.zeros(n, dtype=np.int64)
-        for i, sg in enumerate(self.segments):
-            sel = row_seg == i
-            lo[sel] = np.searchsorted(sg.sent_row, row_local[sel], side="left")
-            hi[sel] = np.searchsorted(sg.sent_row, row_local[sel], side="right")
-        per_row = hi - lo
-        self.sent_row = np.repeat(np.arange(n, dtype=np.int64), per_row)
-        sent_seg = np.repeat(row_seg, per_row)
-        sent_local = ranges(lo, hi)
-        self.sent_start = np.zeros(len(sent_local), dtype=np.int64)
-        self.sent_end = np.zeros(len(sent_local), dtype=np.int64)
-        smaps = []
-        for i, sg in enumerate(self.segments):
-            sel = np.flatnonzero(sent_seg == i)
-            self.sent_start[sel] = sg.sent_start[sent_local[sel]]
-            self.sent_end[sel] = sg.sent_end[sent_local[sel]]
-            m = np.full(len(sg.sent_row), -1, dtype=np.int64)
-            m[sent_local[sel]] = sel
-            smaps.append(m)
-        with_sent = [s.sentences is not None for s in self.segments]
-        self.sentences = (SegmentedDense([s.sentences for s in self.segments], smaps,
-                                         sent_seg, sent_local)
-                          if with_sent and all(with_sent) else None)
-        if n != self.manifest["chunks"]:
-            raise IndexCorruptError(f"generation {self.name}: counts disagree (manifest "
-                                    f"{self.manifest['chunks']}, live rows {n})")
-
-    @property
-    def size(self) -> int:
-        """Number of chunks."""
-        return len(self.file_ids)
-
-    def chunks(self, rows: Sequence[int]) -> list[Chunk]:
-        """Chunks by row, in the order asked (recently read ones from a bounded cache: the
-        generation never changes, so a cached chunk is never stale)."""
-        if not rows:
-            return []
-        wanted = {int(r) for r in rows}
-        bad = [r for r in wanted if not 0 <= r < self.size]
-        if bad:
-            raise KeyError(bad[0])
-        cached = {r: self._chunk_cache.get(r) for r in wanted}
-        by_row = {r: c for r, c in cached.items() if c is not None}
-        missing = np.array(sorted(wanted - by_row.keys()), dtype=np.int64)
-        if len(missing):
-            seg = self.dense.seg_of[missing]
-            for i in np.unique(seg).tolist():
-                glob = missing[seg == i]
-                local = self.dense.local_of[glob]
-                got = self.segments[i].chunks(local.tolist())
-                for g, lr in zip(glob.tolist(), local.tolist()):
-                    by_row[g] = got[lr]
-                    self._chunk_cache.put(g, got[lr])
-        return [by_row[int(r)] for r in rows]
-
-    def chunks_of(self, path: str) -> list[Chunk]:
-        """All chunks of one file, in document order."""
-        meta = self.manifest["documents"].get(path)
-        if meta is None:
-            return []
-        seg = self.segments[next(i for i, s in enumerate(self.segments)
-                                 if s.name == meta["segment"])]
-        return seg.chunk_range(int(meta["row"]), int(meta["chunks"]))  # type: ignore[no-any-return]
-
-    def sentence_ids(self, rows: np.ndarray) -> np.ndarray:
-        """Sentence ids belonging to the given chunk rows, in order."""
-        lo = np.searchsorted(self.sent_row, rows, side="left")
-        hi = np.searchsorted(self.sent_row, rows, side="right")
-        return ranges(lo, hi)
-
-    def rows_of(self, path: str) -> np.ndarray:
-        """Row numbers of one file's chunks."""
-        i = self._file_index[path]
-        return np.arange(self._file_start[i], self._file_start[i + 1], dtype=np.int64)
-
-    def document_format(self, path: str) -> str:
-        """"text" for a file indexed as it is, else the format it was converted from."""
-        meta = self.manifest.get("documents", {}).get(path) or {}
-        return str(meta.get("format", "text"))
-
-    def extracted(self, path: str) -> Any:
-        """The stored text and layout of a converted file (formats.Extracted), None for
-        plain text. Read from this generation's own files, so it is the text it indexed."""
-        if self.document_format(path) == "text" or path not in self.file_by_path:
-            return None
-        sha = self.file_by_path[path].sha256
-        got = self._extracted.get(sha)
-        if got is None:
-            from ..text.formats import load_extracted
-
-            got = load_extracted(self.folder / TEXTS, sha, mmap=True)
-            self._extracted.put(sha, got)
-        return got
-
-    def file_days(self) -> np.ndarray:
-        """Each file's date as days since 1970-01-01 (very negative: no date), by file id."""
-        if self._file_days is None:
-            from ..text.dates import day_number
-
-            self._file_days = np.array([day_number(f.date) for f in self.files], np.int64)
-        return self._file_days
-
-    def file_formats(self) -> np.ndarray:
-        """Each file's format as filters name it (index into FILTER_FORMATS; -1: other)."""
-        if self._file_formats is None:
-            def code(f: FileRecord) -> int:
-                fmt = self.document_format(f.path)
-                if fmt == "text":
-                    fmt = os.path.splitext(f.path)[1].lower().lstrip(".")
-                return FILTER_FORMATS.index(fmt) if fmt in FILTER_FORMATS else -1
-            self._file_formats = np.array([code(f) for f in self.files], np.int8)
-        return self._file_formats
-
-    # -- lifetime: a replaced generation is closed once no question uses it --------
-
-    def acquire(self) -> Generation:
-        """One more question answers from this generation."""
-        with self._db_lock:
-            self._users += 1
-        return self
-
-    def release(self) -> None:
-        """A question is done with it."""
-        with self._db_lock:
-            self._users -= 1
-
-    @property
-    def in_use(self) -> bool:
-        """Whether a question still answers from it."""
-        return self._users > 0
-
-    def segments_by_name(self) -> dict[str, Any]:
-        """The loaded segments, for a next generation that names some of them to reuse."""
-        return {s.name: s for s in self.segments}
-
-    def close(self) -> None:
-        """Let go of the segments (each closes its database with its last generation)."""
-        with self._db_lock:
-            segs, self.segments = self.segments, []
-        for s in segs:
-            s.release()
-
-
-CHUNK_CACHE = 20_000  # chunks kept in memory per generation (~1-2 KB each)
-EXTRACTED_CACHE = 64  # converted documents' texts and layouts kept in memory
-
-
-def ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """The concatenation of arange(lo[i], hi[i]) for every i, without a Python loop (pure)."""
-    counts = np.maximum(np.asarray(hi, np.int64) - np.asarray(lo, np.int64), 0)
-    total = int(counts.sum())
-    if not total:
-        return np.zeros(0, dtype=np.int64)
-    starts = np.repeat(np.asarray(lo, np.int64) - (np.cumsum(counts) - counts), counts)
-    return np.arange(total, dtype=np.int64) + starts
-
-
-def load_generation(index_dir: Path, name: str, ef_search: int = 128,
-                    reuse: dict[str, Any] | None = None) -> Generation:
-    """Validate then load one generation by name, and each segment it names (a segment in
-    ``reuse``, already loaded and validated by the generation before, is shared)."""
-    folder = generations_dir(index_dir) / name
-    manifest = validate_folder(folder)
-    try:
-        return Generation(folder, manifest, ef_search, reuse)
-    except IndexCorruptError:
-        raise
-    except Exception as e:  # a file that passed the hashes but will not parse
-        raise IndexCorruptError(f"generation {name}: cannot load ({e})") from e
-
-
-def open_current(index_dir: Path, ef_search: int = 128) -> Generation:
-    """The generation CURRENT names; if it is missing or invalid, the newest valid one."""
-    current, problem = read_pointer(index_dir)
-    names = list_generations(index_dir)
-    if current is None and not names:
-        if problem:
-            raise IndexCorruptError(f"{problem} and there is no generation in "
-                                    f"{str(index_dir)!r}; rebuild with `rag index --full`")
-        raise IndexMissingError(
-            f"no index in {str(index_dir)!r}; build one with `rag index` "
-            "(or pass --index DIR / set RAG_INDEX_DIR)")
-    order = ([current] if current else []) + [n for n in reversed(names) if n != current]
-    problems = []
-    for name in order:
-        try:
-            gen = load_generation(index_dir, name, ef_search)
-        except IndexCorruptError as e:
-            problems.append(str(e))
-            log.error("%s", e)
-            continue
-        if problem:
-            log.warning("%s; using the newest valid generation %s (run `rag index` to repair "
-                        "the pointer)", problem, name)
-        elif name != current:
-            log.warning("CURRENT (%s) is not loadable; serving newest valid generation %s "
-                        "(run `rag index` to repair the pointer)", current, name)
-        return gen
-    raise IndexCorruptError(
-        "no valid generation in %r (%s); rebuild with `rag index --full`"
-        % (str(index_dir), "; ".join(problems)))

@@ -3,7 +3,6 @@ CLI, the API and the evaluation."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import re
@@ -12,30 +11,29 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import TYPE_CHECKING, Protocol, TypeVar
 from importlib import resources
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from ..config import Settings
 from ..errors import ConfigError, IndexMismatchError, RagError
 from ..indexing.embedding import Embedder, MicroBatcher, load_embedder
+from ..indexing.generation import FILTER_FORMATS, Generation, load_generation, open_current
 from ..indexing.lexical import tokenize
-from ..indexing.store import (FILTER_FORMATS, Generation, load_generation, open_current,
-                              read_current)
+from ..indexing.store import read_current
 from ..lru import LRU
 from ..text.chunking import sentence_spans
 from ..text.dates import EPOCH, NO_DAY
 from ..types import MODES, Answer, Chunk, Hit, IndexInfo, Mode, Passage, RetrieverScore, Span
 from .fusion import rrf, score_fusion
-from .highlight import coverage, question_weights
+from .highlight import coverage
 from .reader.calibration import Logistic
 
 if TYPE_CHECKING:
     from .reader.runtime import Reader
 
 log = logging.getLogger(__name__)
-S = TypeVar("S", bound=Span)  # a span keeps its own type when placed
 
 PREPARED_PASSAGES = 20_000  # memoised passages (spans + tokens), ~2 KB each
 RETIRE_GRACE_S = 2.0  # a replaced generation stays open this long at least
@@ -82,11 +80,6 @@ QueryCache = LRU  # question -> unit vector
 N_FEATURES = 4  # answer_features(): top dense, highlight cosine, lexical coverage, type match
 
 
-def file_mask(gen: Generation, globs: Sequence[str] | None) -> np.ndarray | None:
-    """Row mask of chunks whose file matches any glob (None: no filter)."""
-    return row_mask(gen, Filters(files=tuple(globs) if globs else None))
-
-
 @dataclass(frozen=True)
 class Filters:
     """Which files a question may be answered from (None: any): path globs, an inclusive
@@ -119,8 +112,7 @@ def row_mask(gen: Generation, filters: Filters | None) -> np.ndarray | None:
         return None
     keep = np.ones(len(gen.files), dtype=bool)
     if filters.files:
-        keep &= np.fromiter((any(fnmatch.fnmatchcase(f.path, g) for g in filters.files)
-                             for f in gen.files), dtype=bool, count=len(gen.files))
+        keep &= gen.files_matching(filters.files)
     if filters.date_from or filters.date_to:
         days = gen.file_days()
         if filters.date_from:
@@ -130,7 +122,7 @@ def row_mask(gen: Generation, filters: Filters | None) -> np.ndarray | None:
     if filters.formats:
         codes = [FILTER_FORMATS.index(f) for f in filters.formats]
         keep &= np.isin(gen.file_formats(), np.asarray(codes, dtype=np.int8))
-    return keep[gen.file_ids]
+    return gen.rows_of_files(keep)
 
 
 def _subtract(start: int, end: int, taken: list[tuple[int, int]]) -> tuple[int, int] | None:
@@ -186,32 +178,6 @@ def select_passages(ranked: list[tuple[int, float]], chunks: dict[int, Chunk], t
     return out
 
 
-def _sentence_mask(gen: Generation, allowed: np.ndarray | None) -> np.ndarray | None:
-    return None if allowed is None else allowed[gen.sent_row]
-
-
-def sentence_sims(gen: Generation, qv: np.ndarray, rows: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """The sentence ids of some chunk rows and their similarity to the query."""
-    assert gen.sentences is not None
-    ids = gen.sentence_ids(rows)
-    return ids, gen.sentences.vectors_of(ids) @ qv
-
-
-def top_rows(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k highest finite scores, any order (pure)."""
-    k = min(k, len(scores))
-    idx = np.argpartition(-scores, k - 1)[:k] if 0 < k < len(scores) else np.arange(len(scores))
-    return idx[np.isfinite(scores[idx])].astype(np.int64)
-
-
-def row_best(rows: np.ndarray, owners: np.ndarray, sims: np.ndarray) -> np.ndarray:
-    """Each (sorted) row's best sentence similarity, 0 for a row without sentences (pure)."""
-    best = np.full(len(rows), -1.0, dtype=np.float32)
-    np.maximum.at(best, np.searchsorted(rows, owners), sims)
-    return np.where(best < -0.5, 0.0, best)
-
-
 @dataclass
 class QueryState:
     """What one question computes once and its passages share."""
@@ -245,30 +211,6 @@ def answer_features(dense_hits: list[Hit], evidence: list[tuple[float, float]],
     sim = max((e[0] for e in evidence[:3]), default=0.0)
     cov = max((e[1] for e in evidence[:3]), default=0.0)
     return top, sim, cov, match
-
-
-def place_span(gen: Generation, file: str, span: S) -> S:
-    """A span of a converted file with where it sits in the original: pages and the boxes
-    of its characters (PDF), heading (HTML, DOCX), paragraph (DOCX). Plain text: as is."""
-    ex = gen.extracted(file)
-    if ex is None:
-        return span
-    lay = ex.layout
-    w = lay.where(span.start, span.end)
-    boxes = lay.boxes_for(span.start, span.end) if lay.format == "pdf" else None
-    return replace(span, page_start=w.page_start, page_end=w.page_end, boxes=boxes,
-                   heading=w.heading, heading_id=w.heading_id, paragraph=w.paragraph)
-
-
-def place(gen: Generation, p: Passage) -> Passage:
-    """A passage (and its highlight) with where it sits in a converted original."""
-    ex = gen.extracted(p.file)
-    if ex is None:
-        return p
-    w = ex.layout.where(p.start, p.end)
-    h = place_span(gen, p.file, p.highlight) if p.highlight else None
-    return replace(p, highlight=h, page_start=w.page_start, page_end=w.page_end,
-                   heading=w.heading, heading_id=w.heading_id, paragraph=w.paragraph)
 
 
 def check_reader_setting(s: Settings) -> None:
@@ -305,6 +247,7 @@ class Searcher:
         self.retire_grace_s = RETIRE_GRACE_S
         self._batcher: Callable[[str], np.ndarray] | None = None
         self._reader: Reader | None = None
+        self._reader_lock = threading.Lock()  # loading the reader never waits on the model
         # Sentence spans and stemmed tokens of passages: document-side work, done once a
         # passage per generation (bounded), not once a question.
         self._prepared: LRU[tuple[str, int, int, int],
@@ -408,7 +351,7 @@ class Searcher:
         """The reader model, loaded on first use and shared (ONNX Runtime sessions are safe
         to run from many threads)."""
         if self._reader is None:
-            with self._embedder_lock:
+            with self._reader_lock:
                 if self._reader is None:
                     from .reader.runtime import Reader
 
@@ -463,9 +406,10 @@ class Searcher:
             granted = scope.mask(gen)
             allowed = granted if allowed is None else allowed & granted
         n = max(self.settings.candidates, top_k * 3)
-        state = QueryState(qv, question_weights(question, gen.lexical.idf), {})
+        lexq = gen.lexical.gather(question)  # the question's postings, read once
+        state = QueryState(qv, lexq.weights, {})
         dense_hits = self.dense_hits(gen, qv, n, allowed, state.sims)
-        lex_hits = gen.lexical.search(question, n, allowed)
+        lex_hits = gen.lexical.search(lexq, n, allowed)
         ranked = self.fuse(mode, dense_hits, lex_hits)
         want = [r for r, _ in ranked[: top_k * 4]]
         chunks = dict(zip(want, gen.chunks(want)))
@@ -480,7 +424,7 @@ class Searcher:
             d, x = dense_at.get(row), lex_at.get(row)
             span, sim, cov = self.highlight(state, row, c, gen)
             evidence.append((sim, cov))
-            passages.append(place(gen, Passage(
+            passages.append(gen.place(Passage(
                 rank, round(float(score), 6), c.file, c.start, c.end, c.line_start,
                 c.line_end, c.text, gen.file_by_path[c.file].sha256, span,
                 RetrieverScore(d.rank, round(d.score, 6)) if d else None,
@@ -522,7 +466,7 @@ class Searcher:
 
         readings = reader.read(question, list(zip((p.text for p in passages), centres)))
         out = rerank(passages + unread, readings, reader.fusion_weight, reader.answer_threshold)
-        return ([replace(p, answer=place_span(gen, p.file, p.answer)) if p.answer else p
+        return ([replace(p, answer=gen.place_span(p.file, p.answer)) if p.answer else p
                  for p in out], reader.confidence(readings, features))
 
     def dense_hits(self, gen: Generation, qv: np.ndarray, n: int, allowed: np.ndarray | None,
@@ -531,43 +475,19 @@ class Searcher:
 
         The sentence similarities computed on the way are added to ``sims_out``."""
         how = self.settings.dense_granularity
-        with_sentences = how != "chunk" and gen.sentences is not None and gen.sentences.size
         # few permitted rows of an HNSW index: score them all (README, "Security")
         exact = bool(allowed is not None and gen.dense.kind != "flat"
                      and np.count_nonzero(allowed) <= self.settings.exact_rows)
-        c_all = gen.dense.all_scores(qv) if with_sentences else None
-        s_all = gen.sentences.all_scores(qv) if c_all is not None else None  # type: ignore[union-attr]
-        if c_all is not None and s_all is not None:
-            # Both exact (flat): FAISS would scan every vector anyway; one product each and
-            # plain indexing replace two searches and the gathers of candidate vectors.
-            if allowed is not None:
-                c_all = np.where(allowed, c_all, -np.inf)
-                s_all = np.where(allowed[gen.sent_row], s_all, -np.inf)
-            chunk_rows = top_rows(c_all, n)
-            sent_ids = top_rows(s_all, n * 4)
-            rows = np.unique(np.concatenate([chunk_rows, gen.sent_row[sent_ids].astype(np.int64)]))
-            ids = gen.sentence_ids(rows)
-            sims = s_all[ids]
-            chunk_cos = c_all[rows]
-        else:
-            hits = gen.dense.search(qv[None, :], n, allowed, exact)[0]
-            if not with_sentences:
-                return hits
-            assert gen.sentences is not None
-            _, found = gen.sentences.search_arrays(qv[None, :], n * 4,
-                                                   _sentence_mask(gen, allowed), exact)
-            found = found[0][found[0] >= 0]
-            rows = np.unique(np.concatenate([np.fromiter((h.row for h in hits), np.int64, len(hits)),
-                                             gen.sent_row[found].astype(np.int64)]))
-            ids, sims = sentence_sims(gen, qv, rows)
-            chunk_cos = gen.dense.vectors_of(rows) @ qv
+        cand = gen.sentence_candidates(qv, n, allowed, exact) if how != "chunk" else None
+        if cand is None:
+            return gen.dense_hits(qv, n, allowed, exact)
         if sims_out is not None:
-            sims_out.update(zip(ids.tolist(), sims.tolist()))
-        best = row_best(rows, gen.sent_row[ids], sims)
-        score = best if how == "sentence" else 0.5 * (chunk_cos + best)
-        order = np.lexsort((rows, -score))[:n]
+            sims_out.update(cand.known_sims())
+        score = (cand.best_sentence if how == "sentence"
+                 else 0.5 * (cand.chunk_sims + cand.best_sentence))
+        order = np.lexsort((cand.rows, -score))[:n]
         return [Hit(r, s, i + 1) for i, (r, s) in
-                enumerate(zip(rows[order].tolist(), score[order].tolist()))]
+                enumerate(zip(cand.rows[order].tolist(), score[order].tolist()))]
 
     def fuse(self, mode: Mode, dense_hits: list[Hit], lex_hits: list[Hit]
              ) -> list[tuple[int, float]]:
@@ -589,16 +509,10 @@ class Searcher:
             return None, 0.0, 0.0
         lex = coverage(state.weights, token_sets)
         dense = np.zeros(len(spans), dtype=np.float32)
-        if gen.sentences is not None:
-            ids = gen.sentence_ids(np.array([row]))
-            missing = [i for i in ids.tolist() if i not in state.sims]
-            if missing:
-                ids_m = np.array(missing, dtype=np.int64)
-                state.sims.update(zip(missing, (gen.sentences.vectors_of(ids_m) @ state.qv).tolist()))
-            at = {(a, b): state.sims[i] for a, b, i in
-                  zip(gen.sent_start[ids].tolist(), gen.sent_end[ids].tolist(), ids.tolist())}
+        if gen.has_sentences:
+            at = gen.sentence_similarities(row, state.qv, state.sims)
             dense = np.array([at.get((sp.start, sp.end), 0.0) for sp in spans], np.float32)
-        w = self.settings.highlight_dense_weight if gen.sentences is not None else 0.0
+        w = self.settings.highlight_dense_weight if gen.has_sentences else 0.0
         score = (1 - w) * lex + w * dense
         i = int(np.argmax(score))
         return spans[i], float(dense[i]), float(lex[i])

@@ -305,7 +305,7 @@ class Guard:
                 targets = link_targets(self.corpus_dir, paths)
                 self._targets.put(gen.name, targets)
             files = permitted_files(key.grant, paths, targets)
-            rows = files[gen.file_ids] if len(files) else np.zeros(gen.size, dtype=bool)
+            rows = gen.rows_of_files(files)
             got = (files, rows, int(np.count_nonzero(rows)))
             self._masks.put(ck, got)
         return got

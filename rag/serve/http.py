@@ -26,9 +26,8 @@ from ..config import Settings
 from ..digest import file_digest
 from ..errors import (ConfigError, DocumentNotFoundError, IndexCorruptError, IndexMismatchError,
                       IndexMissingError, OverloadedError, RagError)
-from ..indexing.store import Generation
-from ..search.searcher import (Filters, Searcher, check_reader_setting, follow_generations,
-                               place_span)
+from ..indexing.generation import Generation
+from ..search.searcher import Filters, Searcher, check_reader_setting, follow_generations
 from ..text.corpus import LineIndex
 from ..types import Answer, Span
 from . import logs
@@ -320,7 +319,7 @@ def document_span(corpus_dir: Path, gen: Generation, path: str, start: int | Non
         return out
     a, b = span_bounds(start, end, len(text))
     ls, le = LineIndex(text).lines(a, b)
-    span = place_span(gen, path, Span(a, b, ls, le, text[a:b]))
+    span = gen.place_span(path, Span(a, b, ls, le, text[a:b]))
     out.span = SpanOut(**span.__dict__)
     out.before = text[max(0, a - context):a]
     out.after = text[b:b + context]

@@ -51,7 +51,7 @@ class GenerationStats:
 
 
 def generation_stats(gen: Any) -> GenerationStats:
-    """The numbers of a loaded generation (store.Generation), from its manifest."""
+    """The numbers of a loaded generation (indexing.generation.Generation), from its manifest."""
     m = gen.manifest
     digits = "".join(ch for ch in str(gen.name) if ch.isdigit())
     return GenerationStats(int(digits or 0), int(m["chunks"]), len(m["documents"]),
