@@ -30,6 +30,7 @@ from ..types import MODES, Answer, Chunk, Hit, IndexInfo, Mode, Passage, Retriev
 from .fusion import rrf, score_fusion
 from .highlight import coverage, question_weights
 from .reader.calibration import Logistic
+from .reader.windows import centre_of
 
 if TYPE_CHECKING:
     from .reader.runtime import Reader
@@ -607,8 +608,6 @@ class Searcher:
                       ) -> tuple[int, int]:
         """Where the reader reads a passage (``windows.centre_of``, as in training), from
         the memoised sentences (passage offsets)."""
-        from .reader.windows import centre_of
-
         spans, token_sets = self.prepared(gen, row, chunk)
         return centre_of([(sp.start - chunk.start, sp.end - chunk.start) for sp in spans],
                          token_sets, state.weights)
