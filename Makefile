@@ -39,6 +39,11 @@ test: setup
 	$(BIN)/mypy rag
 	$(BIN)/python -m pytest -q -ra -m "not soak"
 
+# Memory over 100 watch-driven reloads (tests/test_reload_memory.py); .ci/run runs it after
+# `make test`
+soak: setup
+	$(BIN)/python -m pytest -q -ra -m soak tests
+
 # Reports: eval/report-dev.html and eval/report-own.html (and their JSON). The previous
 # run's JSON, when there is one, is the baseline the new report compares against.
 # SERVE_URL=http://127.0.0.1:8000 links every span in the reports to a running `rag serve`.

@@ -29,6 +29,7 @@ from ..types import MODES, Answer, Chunk, Hit, IndexInfo, Mode, Passage, Retriev
 from .fusion import rrf, score_fusion
 from .highlight import coverage
 from .reader.calibration import Logistic
+from .reader.windows import centre_of
 
 if TYPE_CHECKING:
     from .reader.runtime import Reader
@@ -521,8 +522,6 @@ class Searcher:
                       ) -> tuple[int, int]:
         """Where the reader reads a passage (``windows.centre_of``, as in training), from
         the memoised sentences (passage offsets)."""
-        from .reader.windows import centre_of
-
         spans, token_sets = self.prepared(gen, row, chunk)
         return centre_of([(sp.start - chunk.start, sp.end - chunk.start) for sp in spans],
                          token_sets, state.weights)

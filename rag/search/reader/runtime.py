@@ -160,16 +160,20 @@ class Reader:
         pairs = [W.pair(q, enc, w) for enc, w in zip(encs, wins)]
         ids, mask, types = W.batch(pairs, [len(q)] * len(pairs))
         rel, s, e = self.logits(ids, mask, types)
-        out = []
         off = len(q) + 2
-        for k, (enc, w) in enumerate(zip(encs, wins)):
-            i, j, p, null = best_span(s[k], e[k], off, off + (w.b - w.a), MAX_ANSWER_TOKENS)
+        spans, scores = [], []
+        for k, w in enumerate(wins):
+            span = best_span(s[k], e[k], off, off + (w.b - w.a), MAX_ANSWER_TOKENS)
+            spans.append(span)
+            scores.append(score_of(self.head, float(rel[k]), span[3]))
+        probs = self.platt(np.array(scores))  # one call for the batch
+        out = []
+        for k, (enc, w, (i, j, p, null)) in enumerate(zip(encs, wins, spans)):
             ans = None
             if w.b > w.a:
                 ans = (int(enc.starts[w.a + i - off]), int(enc.ends[w.a + j - off]))
-            score = score_of(self.head, float(rel[k]), null)
-            out.append(Reading(score, float(self.platt(np.array([score]))[0]), ans, round(p, 4),
-                               (w.start, w.end), float(rel[k]), null))
+            out.append(Reading(scores[k], float(probs[k]), ans, round(p, 4), (w.start, w.end),
+                               float(rel[k]), null))
         return out
 
 
