@@ -21,7 +21,8 @@ from rag.config import Settings
 from rag.indexing.build import build_index
 from rag.indexing.store import index_lock
 from rag.search.searcher import Searcher
-from rag.serve.http import MAX_QUESTION, create_app
+from rag.serve.http import create_app
+from rag.serve.records import MAX_QUESTION
 
 from .conftest import CORPUS, ROOT, fake_settings
 

@@ -261,15 +261,15 @@ def test_damaged_keys_file_gives_503_and_never_opens(keyed_app, caplog: pytest.L
 
 
 def test_overload_429_carries_retry_after(keyed_app) -> None:  # type: ignore[no-untyped-def]
-    from rag.serve import http
+    from rag.serve import service
 
     c, _s, token = keyed_app
-    gate = http.Gate(1)
+    gate = service.Gate(1)
     gate._sem.acquire()  # the one slot is taken
-    original = http.Gate.__enter__
+    original = service.Gate.__enter__
     try:
-        http.Gate.__enter__ = lambda self: original(gate)  # type: ignore[method-assign]
+        service.Gate.__enter__ = lambda self: original(gate)  # type: ignore[method-assign]
         r = c.post("/ask", json={"question": "crane"}, headers={"Authorization": f"Bearer {token}"})
     finally:
-        http.Gate.__enter__ = original  # type: ignore[method-assign]
+        service.Gate.__enter__ = original  # type: ignore[method-assign]
     assert r.status_code == 429 and r.headers["retry-after"] == "1"

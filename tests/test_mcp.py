@@ -273,7 +273,7 @@ def check_exact(conn: Connection, body: dict[str, Any]) -> None:
 def test_citation_names_the_pages_of_a_pdf_passage() -> None:
     """Pure (no server; the corpus served here has no PDF): a converted PDF's passage is
     cited with its pages, a text, DOCX or HTML passage with its lines only."""
-    from rag.serve.http import AskResponse
+    from rag.serve.records import AskResponse
     from rag.serve.mcp import citation, cited
 
     assert citation("corpus", "a.txt", 17, 19) == "corpus/a.txt:L17-L19"

@@ -328,9 +328,8 @@ def test_concurrent_questions_share_both_models_correctly(real_index: Settings,
 
 
 def test_passage_records_keep_their_shape() -> None:
-    """The reader's fields reach both JSON shapes (the API's and the CLI's) unchanged."""
-    from rag.serve.cli import answer_dict
-    from rag.serve.http import answer_out
+    """The reader's fields reach the one JSON shape (API, MCP and CLI) unchanged."""
+    from rag.serve.records import answer_out
     from rag.types import Answer, AnswerSpan, IndexInfo
 
     text = "Ann wrote it in 1900."
@@ -338,7 +337,7 @@ def test_passage_records_keep_their_shape() -> None:
                    answer=AnswerSpan(16, 20, 1, 1, "1900", score=0.75))
     a = Answer("q", "hybrid", [read, _passage(2, 0.5, "x", 30)], True, 0.5,
                IndexInfo("g-000001", "2026-01-01T00:00:00Z", "m", 2))
-    for out in (answer_out(a).model_dump(), answer_dict(a)):
+    for out in (answer_out(a).model_dump(), answer_out(a).model_dump(mode="json")):
         first, second = out["passages"]
         assert first["read"] == 0.25 and second["read"] is None and second["answer"] is None
         want = {"start": 16, "end": 20, "line_start": 1, "line_end": 1, "text": "1900",

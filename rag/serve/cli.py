@@ -88,24 +88,6 @@ def _watch_index(settings: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def passage_dict(p: Any) -> dict[str, Any]:
-    """A passage as JSON-ready data (the API's shape)."""
-    from dataclasses import asdict
-
-    d = asdict(p)
-    d["retrievers"] = {"dense": d.pop("dense"), "lexical": d.pop("lexical")}
-    return d
-
-
-def answer_dict(a: Any) -> dict[str, Any]:
-    """An answer as JSON-ready data (the API's shape)."""
-    from dataclasses import asdict
-
-    return {"question": a.question, "mode": a.mode, "answerable": a.answerable,
-            "confidence": a.confidence, "passages": [passage_dict(p) for p in a.passages],
-            "index": asdict(a.index), "timings_ms": a.timings_ms}
-
-
 def where(p: Any) -> str:
     """Where a passage of a converted file sits: 'p.12-13', '¶4 (Heading)', '§ Heading #id';
     empty for plain text."""
@@ -159,13 +141,14 @@ def _filters(args: argparse.Namespace) -> Any:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """Answer one question from the index."""
-    from ..search.searcher import Searcher
+    from .records import answer_out
+    from .service import Service
 
-    searcher = Searcher(_settings(args))
-    answer = searcher.ask(args.question, args.top_k, args.mode, args.files or None,
-                          filters=_filters(args))
+    answer = Service(_settings(args)).answer(args.question, args.top_k, args.mode,
+                                             args.files or None, filters=_filters(args))
     if args.json:
-        print(json.dumps(answer_dict(answer), ensure_ascii=False, indent=2))
+        print(json.dumps(answer_out(answer).model_dump(mode="json"), ensure_ascii=False,
+                         indent=2))
         return 0
     flag = "" if answer.answerable else "  (the corpus may not answer this: closest passages)"
     print(f"{answer.question}\nconfidence {answer.confidence:.2f}{flag}\n")

@@ -29,9 +29,10 @@ from .. import __version__
 from ..config import Settings
 from ..errors import DocumentNotFoundError, RagError
 from ..search.searcher import Searcher, follow_generations
-from .auth import Access, AuditLog, Guard, KeyCheck, PermittedPaths, Unauthorized, guard_for
-from .http import (MAX_CONTEXT, NO_NUL, AskRequest, AskResponse, DocumentOut, DocumentSpanOut,
-                   Gate, PassageOut, answer_out, document_list, document_span, public_message)
+from .auth import Access, AuditLog, Guard, KeyCheck, Unauthorized, guard_for
+from .records import (MAX_CONTEXT, NO_NUL, AskRequest, AskResponse, DocumentOut,
+                      DocumentSpanOut, PassageOut)
+from .service import Service, public_message
 from .keys import KeysFileError
 
 log = logging.getLogger(__name__)
@@ -221,9 +222,9 @@ def create_server(settings: Settings, searcher: Searcher | None = None,
                   guard: Guard | None = None) -> MCPServer[Any]:
     """The MCP server: tools ask, read_span, list_documents; resources rag://documents/{path}.
     Over HTTP each call acts for the key of its request (``guard``; none: no keys)."""
-    searcher = searcher or Searcher(settings)
+    svc = Service(settings, searcher)
+    searcher = svc.searcher
     guard = guard or Guard(None, settings.corpus_dir, AuditLog(None))
-    gate = Gate(settings.max_queue)
     corpus = settings.corpus_dir.resolve().name
     hide = (settings.index_dir, settings.corpus_dir)
 
@@ -250,10 +251,7 @@ def create_server(settings: Settings, searcher: Searcher | None = None,
                 {"question": question, "top_k": top_k, "mode": mode, "files": files,
                  "read": read, "date_from": date_from, "date_to": date_to,
                  "formats": formats})
-            with gate:
-                answer = searcher.ask(req.question, req.top_k, req.mode, req.files, req.read,
-                                      req.filters(), scope=access)
-            return cited(answer_out(answer), corpus)
+            return cited(svc.ask(req, access), corpus)
         return reply(run, hide)
 
     def read_span(ctx: Context, file: str, start: int, end: int,
@@ -266,11 +264,9 @@ def create_server(settings: Settings, searcher: Searcher | None = None,
         def run() -> DocumentSpanOut:
             access = caller(guard, headers)
             req = SpanRequest(file=file, start=start, end=end, context=context)
-            gen = searcher.generation
-            return document_span(settings.corpus_dir, gen, req.file, req.start, req.end,
-                                 req.context, listing="list_documents",
-                                 known=PermittedPaths(gen.file_by_path, access,
-                                                      settings.corpus_dir))
+            gen = svc.generation
+            return svc.span(gen, req.file, req.start, req.end, req.context,
+                            svc.readable(gen, access), listing="list_documents")
         return reply(run, hide)
 
     def list_documents(ctx: Context) -> Annotated[CallToolResult, DocumentList]:
@@ -279,8 +275,8 @@ def create_server(settings: Settings, searcher: Searcher | None = None,
 
         def run() -> DocumentList:
             access = caller(guard, headers)
-            gen = searcher.generation
-            return DocumentList(generation=gen.name, documents=document_list(gen, access))
+            gen = svc.generation
+            return DocumentList(generation=gen.name, documents=svc.documents(gen, access))
         return reply(run, hide)
 
     server = _Server(
@@ -296,10 +292,8 @@ def create_server(settings: Settings, searcher: Searcher | None = None,
     def document(path: str, ctx: Context) -> str:
         try:
             access = caller(guard, request_headers(ctx))
-            gen = searcher.generation
-            out = document_span(settings.corpus_dir, gen, path, listing="list_documents",
-                                known=PermittedPaths(gen.file_by_path, access,
-                                                     settings.corpus_dir))
+            gen = svc.generation
+            out = svc.span(gen, path, known=svc.readable(gen, access), listing="list_documents")
         except (Unauthorized, KeysFileError):
             raise ResourceError("a valid API key is required") from None
         except DocumentNotFoundError as e:
