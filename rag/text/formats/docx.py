@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..dates import iso_day
-from . import Extracted, ExtractError, Layout, Limits
+from .layout import Extracted, ExtractError, Layout, Limits
 
 VERSION = 1
 

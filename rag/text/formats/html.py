@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..dates import html_meta_day
-from . import Extracted, ExtractError, Layout, Limits
+from .layout import Extracted, ExtractError, Layout, Limits
 
 VERSION = 1
 

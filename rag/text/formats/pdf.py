@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..dates import pdf_metadata_day
-from . import NO_TEXT_LAYER, Box, Extracted, ExtractError, Layout, Limits
+from .layout import NO_TEXT_LAYER, Box, Extracted, ExtractError, Layout, Limits
 from .ocr import OcrRun, describe
 
 VERSION = 1  # of the rules above; bump when the text they produce changes

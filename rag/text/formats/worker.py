@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import Extracted, ExtractError, Limits
+from .layout import Extracted, ExtractError, Limits
 from .ocr import OcrRun, PageOcr
 
 log = logging.getLogger(__name__)
