@@ -363,6 +363,11 @@ class Generation:
     # -- what search asks of a generation -------------------------------------------
 
     @property
+    def approximate(self) -> bool:
+        """Whether dense search goes through HNSW in some segment (else it is exact)."""
+        return self.dense.kind != "flat"
+
+    @property
     def has_sentences(self) -> bool:
         """Whether every segment has sentence vectors (else highlights are lexical only)."""
         return self.sentences is not None

@@ -477,7 +477,7 @@ class Searcher:
         The sentence similarities computed on the way are added to ``sims_out``."""
         how = self.settings.dense_granularity
         # few permitted rows of an HNSW index: score them all (README, "Security")
-        exact = bool(allowed is not None and gen.dense.kind != "flat"
+        exact = bool(allowed is not None and gen.approximate
                      and np.count_nonzero(allowed) <= self.settings.exact_rows)
         cand = gen.sentence_candidates(qv, n, allowed, exact) if how != "chunk" else None
         if cand is None:
