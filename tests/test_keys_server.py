@@ -433,6 +433,43 @@ def test_off_loopback_without_keys_refuses_in_one_line(tmp_path: Path,
     assert not (tmp_path / "index").exists()  # refused before building anything
 
 
+def test_two_cli_adds_at_once_beside_a_running_index(tmp_path: Path) -> None:
+    """Two real `rag keys add` processes started together while a real `rag index` writes
+    a generation into the same folder: both keys land (listed, tokens valid), the index run
+    publishes, and the keys file stays 0600 with no temporary file left behind."""
+    from rag.serve.keys import read_keys
+
+    corpus, index = tmp_path / "corpus", tmp_path / "index"
+    corpus.mkdir()
+    for i in range(40):  # enough files that the index run is still going when the adds run
+        shutil.copyfile(CORPUS / PUBLIC[i % len(PUBLIC)], corpus / f"doc-{i:02d}.txt")
+    common = ["--corpus", str(corpus), "--index", str(index)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cli = [sys.executable, "-m", "rag.serve.cli"]
+    indexing = subprocess.Popen([*cli, "index", *common, "--model", "fake"], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    adds = [subprocess.Popen([*cli, "keys", "add", name, "--allow", f"{name}/**", *common],
+                             cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    outs = [p.communicate(timeout=TIMEOUT) for p in adds]
+    assert [p.returncode for p in adds] == [0, 0], outs
+    tokens = {name: out.strip().splitlines()[-1] for name, (out, _) in zip("ab", outs)}
+    _, err = indexing.communicate(timeout=TIMEOUT)
+    assert indexing.returncode == 0, err
+    keys_file = index / "keys.json"
+    assert keys_file.stat().st_mode & 0o777 == 0o600
+    ring, _ = read_keys(keys_file)  # type: ignore[misc]
+    assert sorted(k.name for k in ring.keys) == ["a", "b"]
+    assert all(ring.lookup(t).name == n for n, t in tokens.items())  # type: ignore[union-attr]
+    listed = rag("keys", "list", *common)
+    assert listed.returncode == 0 and "a" in listed.stdout and "b" in listed.stdout
+    assert all(t not in listed.stdout for t in tokens.values())
+    from rag.serve.keys import PARTIAL_SUFFIX
+
+    assert not [p.name for p in index.iterdir() if p.name.startswith(".tmp")
+                or p.name.endswith(PARTIAL_SUFFIX)]  # keys.json.lock stays: the flock's file
+
+
 def test_loopback_check() -> None:
     from rag.serve.auth import is_loopback
 
