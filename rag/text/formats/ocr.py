@@ -42,6 +42,11 @@ MAX_JUNK = 0.5  # share of junk characters above which a text layer counts as no
 MIN_IMAGE_COVER = 0.25  # a page with a few letters is OCRed if images cover this much of it
 OSD_MIN_CONF = 2.0  # Tesseract's orientation confidence needed before a page is turned
 ENGINE_ARGS = "--oem 1 --psm 3"  # LSTM, automatic page segmentation (columns in order)
+# A scan's specks and JPEG noise become stray characters ("°", ".", ":") in Tesseract's
+# output; a 3x3 median filter removes dots up to 2x2 pixels and keeps strokes, which are
+# wider at the 300 dpi pages are rendered at. Measured (bench/ocr_bench.py, degraded pages):
+# CER 9.2% -> 1.1% at 300 dpi, 2.1% -> 1.0% at 200; clean 200 dpi 0.74% -> 0.91%.
+DESPECKLE = 3
 NAN4 = (math.nan,) * 4
 INSTALL = "apt-get install tesseract-ocr tesseract-ocr-eng"
 
@@ -151,7 +156,7 @@ def engine_id() -> str:
     missing = [lang for lang in ("eng", "osd") if lang not in langs]
     if missing:
         raise OcrUnavailable(f"tesseract has no {'+'.join(missing)} data ({INSTALL})")
-    return f"tesseract {version} eng; {ENGINE_ARGS}; osd"
+    return f"tesseract {version} eng; {ENGINE_ARGS}; osd; median {DESPECKLE}"
 
 
 def describe(opts: OcrOptions) -> str:
@@ -192,7 +197,10 @@ def ocr_image(img: Any, timeout: float) -> tuple[list[tuple[str, int, int, int, 
             raise TimeoutError
         return rest
 
+    from PIL import ImageFilter
+
     w, h = img.size
+    img = img.filter(ImageFilter.MedianFilter(DESPECKLE))  # same size: boxes stay where they are
     with tempfile.TemporaryDirectory(prefix="rag-ocr-") as tmp:
         path = os.path.join(tmp, "page.png")
         img.save(path, compress_level=1)
