@@ -30,7 +30,7 @@ def step_time(layers: int, bf16: bool, length: int, steps: int, batch: int = 32)
     """Median seconds of one training step."""
     import torch
 
-    from rag.train.reader import loss_of, network
+    from rag.train.trainer import loss_of, network
 
     torch.manual_seed(0)
     m = network(layers)
@@ -65,7 +65,7 @@ def serve_time(layers: int, windows: int, tokens: int = 80, reps: int = 15) -> d
 
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:
-        from rag.train.reader import network
+        from rag.train.trainer import network
 
         ck = Path(d) / "c.pt"
         torch.save({"model": network(layers).state_dict(), "config": {"layers": layers}}, ck)
@@ -96,7 +96,7 @@ def main() -> int:
     args = ap.parse_args()
     import torch
 
-    from rag.train.reader import cpu_flags, use_bf16
+    from rag.train.trainer import cpu_flags, use_bf16
 
     torch.set_num_threads(2)
     r: dict[str, Any] = {"machine": machine_info(),

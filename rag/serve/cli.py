@@ -329,7 +329,7 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
     """Train the reader, export it, calibrate it on held-out articles, write its card."""
     try:
         from ..train.pipeline import run
-        from ..train.reader import TrainConfig
+        from ..train.trainer import TrainConfig
     except ImportError as e:  # pragma: no cover - torch/transformers missing
         raise ConfigError(f"training needs the train extra ({e}); pip install -e '.[train]'") from e
     if not args.data.is_file():

@@ -21,7 +21,7 @@ def load_checkpoint(ckpt: Path):  # type: ignore[no-untyped-def]
     """The torch reader of a checkpoint (eval mode) and its training config."""
     import torch
 
-    from .reader import network
+    from .trainer import network
 
     state = torch.load(ckpt, weights_only=False, map_location="cpu")
     model = network(state["config"]["layers"])

@@ -16,7 +16,7 @@ from typing import Any
 from . import export as X
 from . import fit as F
 from ..search.reader import windows as W
-from .reader import TrainConfig, train, use_bf16
+from .trainer import TrainConfig, train, use_bf16
 
 log = logging.getLogger(__name__)
 

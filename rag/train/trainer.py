@@ -91,7 +91,7 @@ def network(layers: int, base: Path | None = None):  # type: ignore[no-untyped-d
 
     base = base or W.bundled_model_dir()
 
-    class Reader(torch.nn.Module):
+    class ReaderNet(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             cfg = BertConfig.from_pretrained(str(base), num_hidden_layers=layers)
@@ -108,7 +108,7 @@ def network(layers: int, base: Path | None = None):  # type: ignore[no-untyped-d
             pooled = (x * m).sum(1) / m.sum(1).clamp(min=1.0)  # mean over the pair's tokens
             return self.relevance(pooled).squeeze(-1), se[..., 0], se[..., 1]
 
-    return Reader()
+    return ReaderNet()
 
 
 def span_mask(types: Any, mask: Any) -> Any:
