@@ -20,6 +20,8 @@ from rag.search.reader.calibration import (Platt, expected_calibration_error, fi
 from rag.search.reader.runtime import Reader, Reading, best_span, bundled_dir, order, rerank
 from rag.types import Passage, Span
 
+from .oracles import assert_exact_passage, file_text
+
 # ---------------------------------------------------------------- windows (pure)
 
 
@@ -281,12 +283,8 @@ def test_searcher_reads_when_asked_and_keeps_the_fast_path(real_index: Settings,
         {(p.file, p.start) for p in fast.passages[:n]}  # the reader reorders, never replaces
     texts: dict[str, str] = {}
     for p in read.passages:
-        t = texts.setdefault(p.file, (real_index.corpus_dir / p.file).read_text(encoding="utf-8"))
-        for sp in (p, p.highlight, p.answer):
-            if sp is not None:
-                assert t[sp.start:sp.end] == sp.text
-                assert sp.line_start == t.count("\n", 0, sp.start) + 1
-                assert sp.line_end == t.count("\n", 0, max(sp.start, sp.end - 1)) + 1
+        t = texts.setdefault(p.file, file_text(real_index.corpus_dir / p.file))
+        assert_exact_passage(t, p, p.file)  # with its highlight and the reader's answer
     assert read.answerable
 
 
