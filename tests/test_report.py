@@ -25,8 +25,7 @@ from rag.search.reader.calibration import expected_calibration_error, reliabilit
 from rag.evaluation.report import render_html
 
 from .conftest import CORPUS, DEV_GOLD, ROOT, need_shared
-from .test_browser import browser, chromium_path  # noqa: F401  (fixtures)
-from .test_eval import GATES
+from .gates import GATES
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 SERVE = "http://127.0.0.1:8000"
