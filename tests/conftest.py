@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +92,50 @@ def real_searcher(real_index: Settings, real_embedder):  # type: ignore[no-untyp
     from rag.search.searcher import Searcher
 
     return Searcher(real_index, embedder=real_embedder)
+
+
+# ---------------------------------------------------------------- the browser tests
+
+@pytest.fixture(scope="module")
+def chromium_path() -> Path:
+    """Debian's Chromium, or skip/fail before anything expensive starts."""
+    from .browserutil import CHROMIUM, missing_browser
+
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        missing_browser(f"the browser tests need {CHROMIUM}")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing_browser("the browser tests need the Python package `playwright` (pip install "
+                        "'.[test]')")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: Path) -> Iterator[Any]:
+    """One headless Chromium for the module."""
+    from playwright.sync_api import sync_playwright
+
+    from .browserutil import CHROMIUM_ARGS
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(chromium_path), headless=True,
+                               args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def rec(browser: Any) -> Iterator[Any]:
+    """A fresh desktop-size page (a browserutil.Recorded)."""
+    from .browserutil import open_page
+
+    yield from open_page(browser)
+
+
+@pytest.fixture
+def phone(browser: Any) -> Iterator[Any]:
+    """A fresh phone-size page (390x844)."""
+    from .browserutil import open_page
+
+    yield from open_page(browser, 390, 844)

@@ -110,6 +110,22 @@ def stop(server: Server, grace_s: float = 10.0) -> None:
         proc.wait(timeout=grace_s)
 
 
+def wait_listening(server: Server, timeout_s: float) -> None:
+    """Until the port of `rag mcp --http` accepts connections; fail early if it dies."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"rag mcp --http exited with {server.proc.returncode}:\n"
+                               f"{server.log_tail()}")
+        try:
+            socket.create_connection((HOST, server.port), timeout=1.0).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"rag mcp --http not listening after {timeout_s:.0f} s:\n"
+                       f"{server.log_tail()}")
+
+
 @contextlib.contextmanager
 def process_on_free_port(command: Callable[[int], list[str]], log: Path,
                          wait: Callable[[Server, float], None], timeout_s: float,

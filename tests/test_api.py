@@ -25,6 +25,7 @@ from rag.serve.http import create_app
 from rag.serve.records import MAX_QUESTION
 
 from .conftest import CORPUS, ROOT, fake_settings
+from .oracles import assert_exact_passage, file_text
 
 Q_SCO = "What share of the world's population lives in SCO countries?"
 Q_FARM = "Which company trained farmers in Ussuriysk to use automatic navigation?"
@@ -43,17 +44,6 @@ State = tuple[dict[str, str], dict[str, str]]  # ({path: text}, {path: sha256})
 
 # ---------------------------------------------------------------- helpers
 
-def read_text(path: Path) -> str:
-    """A file's text exactly as the index sees it (no newline translation)."""
-    with open(path, encoding="utf-8", newline="") as f:
-        return f.read()
-
-
-def lines_of(text: str, start: int, end: int) -> tuple[int, int]:
-    """1-based inclusive lines of text[start:end], the oracle for line numbers."""
-    return text.count("\n", 0, start) + 1, text.count("\n", 0, max(start, end - 1)) + 1
-
-
 def sha256(data: bytes) -> str:
     """Hex sha256 of bytes."""
     return hashlib.sha256(data).hexdigest()
@@ -62,16 +52,8 @@ def sha256(data: bytes) -> str:
 def check_citations(body: dict[str, Any], texts: dict[str, str], shas: dict[str, str]) -> int:
     """Every passage (and highlight) is an exact quote of `texts`; returns how many."""
     for p in body["passages"]:
-        text = texts[p["file"]]
-        assert 0 <= p["start"] < p["end"] <= len(text), p
-        assert text[p["start"]:p["end"]] == p["text"], (p["file"], p["start"], p["end"])
-        assert (p["line_start"], p["line_end"]) == lines_of(text, p["start"], p["end"])
+        assert_exact_passage(texts[p["file"]], p, p["file"])  # with its highlight and answer
         assert p["file_sha256"] == shas[p["file"]]
-        for h in (p["highlight"], p.get("answer")):  # the sentence, the reader's answer
-            if h is not None:
-                assert p["start"] <= h["start"] < h["end"] <= p["end"], (p, h)
-                assert text[h["start"]:h["end"]] == h["text"]
-                assert (h["line_start"], h["line_end"]) == lines_of(text, h["start"], h["end"])
     return len(body["passages"])
 
 
@@ -80,7 +62,7 @@ def corpus_state(corpus: Path) -> State:
     texts, shas = {}, {}
     for p in sorted(corpus.iterdir()):
         if p.is_file() and not p.is_symlink() and p.suffix == ".txt":
-            texts[p.name] = read_text(p)
+            texts[p.name] = file_text(p)
             shas[p.name] = sha256(p.read_bytes())
     return texts, shas
 
@@ -119,7 +101,7 @@ def reindex(settings: Settings) -> str:
 
 def edit(path: Path, note: str) -> None:
     """Insert a paragraph after the first line, shifting every later offset."""
-    text = read_text(path)
+    text = file_text(path)
     head, rest = text.split("\n", 1)
     path.write_text(f"{head}\n{note}\n{rest}", encoding="utf-8", newline="")
 
@@ -479,7 +461,7 @@ def test_document_changed_on_disk_is_stale(fake_app: tuple[TestClient, Settings]
     before = c.get(f"/documents/{name}", params={"start": 0, "end": 40}).json()
     assert before["stale"] is False and before["sha256"] == before["indexed_sha256"]
     edit(settings.corpus_dir / name, "An inserted paragraph that the index has not seen.")
-    new_text = read_text(settings.corpus_dir / name)
+    new_text = file_text(settings.corpus_dir / name)
     after = c.get(f"/documents/{name}", params={"start": 0, "end": 40}).json()
     assert after["stale"] is True
     assert after["sha256"] != before["sha256"]

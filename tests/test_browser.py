@@ -19,15 +19,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from .conftest import CORPUS, ROOT, skip_or_fail
+from .browserutil import Recorded, api_ask, citation
+from .conftest import CORPUS, ROOT
+from .oracles import assert_exact_passage, file_text
 from .serverutil import Server, running_server
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path(os.environ.get("RAG_CHROMIUM", "/usr/bin/chromium"))  # override to test the skip
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 DOC_SCREENSHOT = ROOT / "docs" / "screenshot.png"
 MAX_SCREENSHOT_BYTES = 300_000
@@ -37,29 +35,9 @@ ANSWERABLE_Q = ("Which company trained farmers in Ussuriysk to use automatic nav
 ANSWER_FILE = "sco-ai-cooperation-2025-09-01.txt"
 OFF_CORPUS_Q = "Which team won the 2022 FIFA World Cup?"
 SUEZ_Q = "Which satellite system serves the Suez Canal zone?"
-WAIT_MS = 60_000  # the first question warms the model up
-
-
-def _missing(what: str) -> None:
-    """Skip, or fail under CI=true, when the browser stack is not installed."""
-    skip_or_fail(f"{what}; install Debian's Chromium with `apt-get install chromium` "
-                 "(do not use `playwright install`)")
 
 
 # ---------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="module")
-def chromium_path() -> Path:
-    """Debian's Chromium, or skip/fail before anything expensive starts."""
-    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
-        _missing(f"the browser tests need {CHROMIUM}")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _missing("the browser tests need the Python package `playwright` (pip install "
-                 "'.[test]')")
-    return CHROMIUM
-
 
 @pytest.fixture(scope="module")
 def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
@@ -70,82 +48,7 @@ def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield srv
 
 
-@pytest.fixture(scope="module")
-def browser(chromium_path: Path) -> Iterator[Any]:
-    """One headless Chromium for the module."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(chromium_path), headless=True,
-                               args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-class Recorded:
-    """A page plus every URL it requested and every script error it raised."""
-
-    def __init__(self, page: Any) -> None:
-        self.page = page
-        self.requests: list[str] = []
-        self.errors: list[str] = []
-        page.on("request", lambda r: self.requests.append(r.url))
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-
-
-def _open(browser: Any, width: int = 1280, height: int = 900) -> Iterator[Recorded]:
-    ctx = browser.new_context(viewport={"width": width, "height": height},
-                              device_scale_factor=1)
-    ctx.set_default_timeout(WAIT_MS)
-    rec = Recorded(ctx.new_page())
-    try:
-        yield rec
-    finally:
-        ctx.close()
-    assert not rec.errors, f"script errors on the page: {rec.errors}"
-
-
-@pytest.fixture
-def rec(browser: Any) -> Iterator[Recorded]:
-    """A fresh desktop-size page."""
-    yield from _open(browser)
-
-
-@pytest.fixture
-def phone(browser: Any) -> Iterator[Recorded]:
-    """A fresh phone-size page (390x844)."""
-    yield from _open(browser, 390, 844)
-
-
 # ---------------------------------------------------------------- helpers
-
-def api_ask(server: Server, question: str, mode: str = "hybrid",
-            top_k: int = 5) -> dict[str, Any]:
-    """The API's answer: the oracle for what the page must show."""
-    body = json.dumps({"question": question, "mode": mode, "top_k": top_k}).encode()
-    req = urllib.request.Request(f"{server.url}/ask", data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=120) as r:
-        return json.loads(r.read())  # type: ignore[no-any-return]
-
-
-def file_text(name: str) -> str:
-    """The corpus file exactly as on disk (no newline translation)."""
-    with open(CORPUS / name, encoding="utf-8", newline="") as f:
-        return f.read()
-
-
-def citation(p: dict[str, Any]) -> str:
-    """The citation the page shows: corpus/FILE:L17-L19 (or :L17 for one line); for a PDF
-    passage corpus/FILE p.3 · L17-L19 (p.3-4 across pages)."""
-    lines = f"L{p['line_start']}" + (f"-L{p['line_end']}" if p["line_end"] != p["line_start"]
-                                     else "")
-    if p.get("page_start") is None:
-        return f"corpus/{p['file']}:{lines}"
-    pages = (f"{p['page_start']}" if p["page_end"] == p["page_start"]
-             else f"{p['page_start']}-{p['page_end']}")
-    return f"corpus/{p['file']} p.{pages} · {lines}"
-
 
 def ask_in_page(rec: Recorded, server: Server, question: str) -> Any:
     """Type the question, press Enter, wait for the results; the first result's locator."""
@@ -179,7 +82,7 @@ def test_answer_shows_the_apis_citation_and_highlight(rec: Recorded, server: Ser
     expected = api_ask(server, ANSWERABLE_Q)
     top = expected["passages"][0]
     assert top["file"] == ANSWER_FILE and top["highlight"], top
-    text = file_text(ANSWER_FILE)
+    text = file_text(CORPUS / ANSWER_FILE)
 
     first = ask_in_page(rec, server, ANSWERABLE_Q)
     page = rec.page
@@ -188,8 +91,8 @@ def test_answer_shows_the_apis_citation_and_highlight(rec: Recorded, server: Ser
     h = top["highlight"]
     assert first.locator("mark").text_content() == text[h["start"]:h["end"]]
     assert first.locator(".passage").text_content() == text[top["start"]:top["end"]]
+    assert_exact_passage(text, top, ANSWER_FILE)  # the API's passage, highlight and answer
     a = top["answer"]  # the reader's answer, bold (inside or beside the highlight), if any
-    assert a is None or text[a["start"]:a["end"]] == a["text"]
     assert "".join(first.locator("strong.answer").all_text_contents()) == (a["text"] if a else "")
     if top["read"] is not None:
         expect(first.locator(".result-foot")).to_contain_text(f"reader {top['read']:.2f}")
@@ -227,7 +130,7 @@ def test_view_source_marks_the_span_in_view_with_the_files_sha256(
 
     top = api_ask(server, ANSWERABLE_Q)["passages"][0]
     h = top["highlight"]
-    text = file_text(ANSWER_FILE)
+    text = file_text(CORPUS / ANSWER_FILE)
     first = ask_in_page(rec, server, ANSWERABLE_Q)
     page = rec.page
 
@@ -257,7 +160,7 @@ def test_document_link_is_shareable(rec: Recorded, server: Server) -> None:
     """A document URL opened cold marks the same span."""
     from playwright.sync_api import expect
 
-    text = file_text(ANSWER_FILE)
+    text = file_text(CORPUS / ANSWER_FILE)
     start, end = 1451, 1719
     rec.page.goto(f"{server.url}/?{urlencode({'doc': ANSWER_FILE, 'start': start, 'end': end})}")
     mark = rec.page.locator("#doc-text mark")

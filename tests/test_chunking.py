@@ -21,6 +21,7 @@ from rag.text.corpus import load_corpus
 from rag.types import Chunk, Document
 
 from .conftest import CORPUS
+from .oracles import assert_exact, file_text
 
 BOM = "\ufeff"
 
@@ -43,12 +44,9 @@ def check_chunks(doc: Document, chunks: list[Chunk], max_tokens: int, overlap: i
     covered = bytearray(len(text))
     for c in chunks:
         assert c.file == doc.path
-        assert 0 <= c.start < c.end <= len(text)
-        assert text[c.start:c.end] == c.text
+        assert_exact(text, c, c.start)
         assert c.text and c.text == c.text.strip()
         assert not c.text.startswith(BOM)
-        assert c.line_start == text.count("\n", 0, c.start) + 1
-        assert c.line_end == text.count("\n", 0, c.end - 1) + 1
         if check_budget:
             assert count_words([c.text])[0] <= max_tokens
         covered[c.start:c.end] = b"\x01" * (c.end - c.start)
@@ -160,9 +158,9 @@ def test_chunks_of_real_corpus_files(doc: Document) -> None:
     chunks = chunk_document(doc, count_words, ChunkParams(max_tokens=160, overlap_tokens=32))
     assert len(chunks) >= 2
     check_chunks(doc, chunks, 160, 32)
-    on_disk = (CORPUS / doc.path).read_bytes().decode("utf-8")
+    on_disk = file_text(CORPUS / doc.path)
     for c in chunks:
-        assert on_disk[c.start:c.end] == c.text
+        assert_exact(on_disk, c, c.start)
 
 
 def test_empty_and_blank_documents_have_no_chunks() -> None:
@@ -258,7 +256,7 @@ def test_embedding_text_prefixes_context_and_keeps_the_cited_text() -> None:
     for c in chunks:
         assert c.context == "A Title"
         assert embedding_text(c) == "A Title: " + c.text
-        assert text[c.start:c.end] == c.text  # the context never leaks into the citation
+        assert_exact(text, c)  # the context never leaks into the citation
 
 
 def test_embedding_text_without_context() -> None:

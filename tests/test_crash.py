@@ -33,6 +33,7 @@ from rag.indexing.segments import list_segments
 from rag.indexing.store import TMP_PREFIX, list_generations, read_current
 
 from .conftest import CORPUS, ROOT
+from .oracles import assert_exact
 
 KILLS = 20  # SIGKILLs, each at a file event of the write phase
 SEED = 20250901
@@ -153,8 +154,7 @@ def test_sigkill_during_index_always_leaves_a_complete_generation(
             chunks = gen.chunks(list(range(gen.size)))
             assert {c.file for c in chunks} == set(texts)
             for c in chunks:
-                assert texts[c.file][c.start:c.end] == c.text, (run, c.file, c.start)
-                assert c.line_start == texts[c.file].count("\n", 0, c.start) + 1
+                assert_exact(texts[c.file], c, (run, c.file))
             assert gen.dense.size == gen.lexical.size == len(chunks)
             # every segment it names is there, whole (load_segment checked each file)
             assert {x.name for x in gen.segments} == {

@@ -22,6 +22,8 @@ from rag.text.formats import NO_TEXT_LAYER, ExtractError, Limits, extract
 from rag.text.formats.worker import ExtractionWorker
 
 from .conftest import CORPUS, ROOT, fake_settings, need_font
+from .oracles import (assert_boxes_cover, assert_exact_passage, assert_on_pages, file_text,
+                      pdfium_pages, squash)
 from . import docmaker as dm
 
 pytest.importorskip("pypdfium2")
@@ -33,28 +35,6 @@ SEED = CORPUS / "sco-ai-cooperation-2025-09-01.txt"
 
 def seed_text() -> str:
     return SEED.read_text(encoding="utf-8")
-
-
-def squash(s: str) -> str:
-    """Text without whitespace or PDFium's hyphen marks: for comparing layouts."""
-    return re.sub(r"[\s\ufffe\x02]+", "", s)
-
-
-def pdfium_pages(path: Path) -> list[str]:
-    """Each page's text as PDFium itself gives it (the independent oracle)."""
-    import pypdfium2 as pdfium
-
-    doc = pdfium.PdfDocument(str(path))
-    try:
-        out = []
-        for page in doc:
-            tp = page.get_textpage()
-            out.append(tp.get_text_range())
-            tp.close()
-            page.close()
-        return out
-    finally:
-        doc.close()
 
 
 def index(settings, full: bool = False):  # type: ignore[no-untyped-def]
@@ -96,33 +76,14 @@ def test_pdf_two_columns_hyphenation_rotation_and_scripts(adv_pdf: Path) -> None
 def test_pdf_boxes_cover_the_characters_on_their_page(adv_pdf: Path) -> None:
     """Boxes of a span, against PDFium's own character boxes: every character whose box
     centre lies in one of the span's boxes, read in order, is the span's text."""
-    import pypdfium2 as pdfium
-
     ex = extract(adv_pdf, Limits())
-    doc = pdfium.PdfDocument(str(adv_pdf))
     for needle in ("RIGHT COLUMN starts here. Regional cooperation in digital infrastructure",
                    "regional cooperation in artificial", "rotated by ninety",
                    "организация сотрудничества"):
         a = ex.text.index(needle)
         b = a + len(needle)
-        boxes = ex.layout.boxes_for(a, b)
         page_no = ex.layout.page_of(a)
-        assert boxes and {bx[0] for bx in boxes} == {page_no}
-        page = doc[page_no - 1]
-        w, h = page.get_size()
-        tp = page.get_textpage()
-        inside = []
-        for i in range(tp.count_chars()):
-            l_, bo, r, t = tp.get_charbox(i)
-            cx, cy = (l_ + r) / 2, (bo + t) / 2
-            if any(x0 <= cx <= x1 and y0 <= cy <= y1 for _, x0, y0, x1, y1 in boxes):
-                inside.append(tp.get_text_range(i, 1))
-        got = squash("".join(inside))
-        assert squash(needle) in got and len(got) <= len(squash(needle)) + 2, (needle, got)
-        for _, x0, y0, x1, y1 in boxes:  # on the page (unrotated user space)
-            assert -1 <= x0 < x1 <= max(w, h) + 1 and -1 <= y0 < y1 <= max(w, h) + 1
-        tp.close()
-    doc.close()
+        assert_boxes_cover(adv_pdf, ex.layout.boxes_for(a, b), needle, page_no, page_no)
 
 
 LIGATURES = (("fi", "fiscal"), ("ffi", "officer"), ("fl", "flagged"), ("fi", "five"),
@@ -332,16 +293,15 @@ def test_stored_text_is_sealed_and_citations_are_exact(mixed: Path, tmp_path: Pa
     for q in ("Which company trained farmers in Ussuriysk?", "pool-cleaning robot sensors"):
         for p in s.ask(q, 10).passages:
             ex = gen.extracted(p.file)
-            text = ex.text if ex else (mixed / p.file).read_text("utf-8")
-            assert text[p.start:p.end] == p.text
+            text = ex.text if ex else file_text(mixed / p.file)
+            assert_exact_passage(text, p, p.file)  # with its highlight, on the stored text
             h = p.highlight
-            assert h is not None and text[h.start:h.end] == h.text
+            assert h is not None
             if p.file.endswith(".pdf"):
-                own = pdfium_pages(mixed / p.file)
-                assert p.page_start is not None and p.page_end is not None
-                pages = squash("".join(own[p.page_start - 1:p.page_end]))
-                assert squash(p.text) in pages
-                assert h.boxes and all(p.page_start <= b[0] <= p.page_end for b in h.boxes)
+                assert_on_pages(mixed / p.file, p.text, p.page_start, p.page_end)
+                assert h.page_start is not None and h.page_end is not None
+                assert p.page_start <= h.page_start <= h.page_end <= p.page_end
+                assert_boxes_cover(mixed / p.file, h.boxes, h.text, h.page_start, h.page_end)
             elif p.file.endswith(".docx"):
                 assert p.paragraph is not None and p.page_start is None
             elif p.file == "plain.txt":
@@ -393,7 +353,8 @@ def test_api_serves_text_original_and_rendered_pages(mixed: Path, tmp_path: Path
         p = body["passages"][0]
         assert p["page_start"] >= 1 and p["highlight"]["boxes"]
         whole = c.get("/documents/report.pdf").json()
-        assert whole["text"][p["start"]:p["end"]] == p["text"] and whole["format"] == "pdf"
+        assert whole["format"] == "pdf"
+        assert_exact_passage(whole["text"], p, "report.pdf")  # exact in the served text
         span = c.get(f"/documents/report.pdf?start={p['start']}&end={p['end']}").json()
         assert span["span"]["text"] == p["text"] and span["stale"] is False
         assert span["span"]["page_start"] == p["page_start"]

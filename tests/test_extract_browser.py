@@ -15,17 +15,16 @@ from urllib.parse import unquote, urlencode
 import pytest
 
 from . import docmaker as dm
+from .browserutil import Recorded, api_ask, citation
 from .conftest import CORPUS, need_font
 from .serverutil import Server, running_server
-from .test_browser import (Recorded, api_ask, browser, chromium_path, citation,  # noqa: F401
-                           rec)
 
 pytestmark = pytest.mark.browser
 PDF_Q = "Which company trained farmers in Ussuriysk to use automatic navigation?"
 
 
 @pytest.fixture(scope="module")
-def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
+def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Server]:
     need_font(dm.FONT)
     tmp = tmp_path_factory.mktemp("docs-browser")
@@ -39,7 +38,7 @@ def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory  # noqa
         yield srv
 
 
-def ask_in_page(rec: Recorded, server: Server, question: str) -> Any:  # noqa: F811  (fixture)
+def ask_in_page(rec: Recorded, server: Server, question: str) -> Any:
     page = rec.page
     page.goto(f"{server.url}/?{urlencode({'q': question})}")
     first = page.locator("#results li.result").first
@@ -48,7 +47,7 @@ def ask_in_page(rec: Recorded, server: Server, question: str) -> Any:  # noqa: F
 
 
 def test_pdf_citation_shows_its_page_and_view_source_boxes_the_span(
-        rec: Recorded, server: Server) -> None:  # noqa: F811  (fixture)
+        rec: Recorded, server: Server) -> None:
     from playwright.sync_api import expect
 
     top = api_ask(server, PDF_Q)["passages"][0]
@@ -72,7 +71,7 @@ def test_pdf_citation_shows_its_page_and_view_source_boxes_the_span(
     page.screenshot(path=str(Path(__file__).parent / "artifacts" / "pdf-page.png"))
 
 
-def test_html_text_fragment_link_is_well_formed(rec: Recorded, server: Server) -> None:  # noqa: F811  (fixture)
+def test_html_text_fragment_link_is_well_formed(rec: Recorded, server: Server) -> None:
     from playwright.sync_api import expect
 
     with urllib.request.urlopen(f"{server.url}/documents/evil.html", timeout=30) as r:
@@ -98,7 +97,7 @@ def test_html_text_fragment_link_is_well_formed(rec: Recorded, server: Server) -
         assert "-" not in m.group(0).split("=", 1)[1]  # dashes escaped (they mark prefix/suffix)
 
 
-def test_script_text_in_a_document_is_shown_not_run(rec: Recorded, server: Server) -> None:  # noqa: F811  (fixture)
+def test_script_text_in_a_document_is_shown_not_run(rec: Recorded, server: Server) -> None:
     from playwright.sync_api import expect
 
     page = rec.page

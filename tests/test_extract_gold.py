@@ -17,13 +17,10 @@ from rag.indexing.store import index_lock
 
 from . import docmaker as dm
 from .conftest import CORPUS, DEV_GOLD, need_font, need_shared
+from .oracles import assert_boxes_cover, assert_exact_passage, assert_on_pages, file_text
 
 pytestmark = pytest.mark.slow
 FORMATS = ("txt", "pdf", "html", "docx")
-
-
-def squash(s: str) -> str:
-    return re.sub(r"[\s\ufffe\x02]+", "", s)
 
 
 def locate(text: str, quote: str) -> tuple[int, int] | None:
@@ -59,8 +56,6 @@ def four(tmp_path_factory: pytest.TempPathFactory, real_embedder):  # type: igno
 
 
 def test_every_format_answers_the_dev_set_alike(four) -> None:  # type: ignore[no-untyped-def]
-    import pypdfium2 as pdfium
-
     settings, searcher, root = four
     gen = open_current(settings.index_dir)
     items = [i for i in load_gold(DEV_GOLD) if i.answerable]
@@ -85,23 +80,19 @@ def test_every_format_answers_the_dev_set_alike(four) -> None:  # type: ignore[n
             answer = searcher.ask(item.question, 10, "hybrid", [f"{fmt}/*"], read=True)
             for p in answer.passages:  # exact against the stored text, on its pages
                 ex = gen.extracted(p.file)
-                text = ex.text if ex else (root / p.file).read_text(encoding="utf-8")
-                assert text[p.start:p.end] == p.text
-                if p.answer is not None:  # the reader's answer: exact, inside its passage
-                    a = p.answer
-                    assert p.start <= a.start < a.end <= p.end and text[a.start:a.end] == a.text
+                text = ex.text if ex else file_text(root / p.file)
+                # the passage, its highlight and the reader's answer: exact, inside the passage
+                assert_exact_passage(text, p, (fmt, item.id, p.file))
+                if p.answer is not None:
                     answers += 1
-                    if fmt == "pdf":
-                        assert a.boxes and all(p.page_start <= b[0] <= p.page_end for b in a.boxes)
                 if fmt == "pdf":
-                    doc = pdfium.PdfDocument(str(root / p.file))
-                    own = "".join(doc[k].get_textpage().get_text_range()
-                                  for k in range(p.page_start - 1, p.page_end))
-                    doc.close()
-                    assert squash(p.text) in squash(own), (p.file, p.page_start, p.page_end)
-                    h = p.highlight
-                    assert h is not None and h.boxes
-                    assert all(h.page_start <= b[0] <= h.page_end for b in h.boxes)
+                    assert_on_pages(root / p.file, p.text, p.page_start, p.page_end)
+                    assert p.highlight is not None
+                    for sp in (p.highlight, p.answer):  # on the passage's pages, boxed
+                        if sp is not None:
+                            assert p.page_start <= sp.page_start <= sp.page_end <= p.page_end
+                            assert_boxes_cover(root / p.file, sp.boxes, sp.text, sp.page_start,
+                                               sp.page_end)
             ranks.append(first_hit_rank([(p.file, p.start, p.end) for p in answer.passages],
                                         evidence))
         scores[fmt] = (recall_at(ranks, 5), mrr(ranks))
@@ -117,27 +108,12 @@ def test_every_format_answers_the_dev_set_alike(four) -> None:  # type: ignore[n
 def test_pdf_highlight_boxes_cover_their_characters(four) -> None:  # type: ignore[no-untyped-def]
     """For each dev question over the PDFs: PDFium's characters whose box centre lies in the
     highlight's boxes are the highlight's characters, on the cited page."""
-    import pypdfium2 as pdfium
-
     settings, searcher, root = four
     checked = 0
     for item in [i for i in load_gold(DEV_GOLD) if i.answerable]:
         p = searcher.ask(item.question, 1, "hybrid", ["pdf/*"]).passages[0]
         h = p.highlight
-        assert h is not None and h.boxes
-        doc = pdfium.PdfDocument(str(root / p.file))
-        got = []
-        for page_no in range(h.page_start, h.page_end + 1):
-            tp = doc[page_no - 1].get_textpage()
-            mine = [b for b in h.boxes if b[0] == page_no]
-            for i in range(tp.count_chars()):
-                l_, bo, r, t = tp.get_charbox(i)
-                cx, cy = (l_ + r) / 2, (bo + t) / 2
-                if any(x0 <= cx <= x1 and y0 <= cy <= y1 for _, x0, y0, x1, y1 in mine):
-                    got.append(tp.get_text_range(i, 1))
-            tp.close()
-        doc.close()
-        want, seen = squash(h.text), squash("".join(got))
-        assert want in seen and len(seen) <= len(want) + 4, (item.id, want, seen)
+        assert h is not None
+        assert_boxes_cover(root / p.file, h.boxes, h.text, h.page_start, h.page_end)
         checked += 1
     assert checked >= 20

@@ -15,15 +15,12 @@ from rag.evaluation.evaluate import load_gold
 from rag.types import MODES
 
 from .conftest import CORPUS, DEV_GOLD, ROOT, need_shared
+from .oracles import assert_exact_passage, file_text
 
 
 @pytest.fixture(autouse=True)
 def _dev_gold() -> None:
     need_shared(DEV_GOLD)  # skipped without ../shared, failed under CI=true
-
-
-def _lines(text: str, start: int, end: int) -> tuple[int, int]:
-    return text.count("\n", 0, start) + 1, text.count("\n", 0, max(start, end - 1)) + 1
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -34,14 +31,7 @@ def test_every_dev_passage_is_an_exact_citation(real_searcher, mode: str) -> Non
         answer = real_searcher.ask(item.question, top_k=10, mode=mode)
         assert answer.passages, item.id
         for p in answer.passages:
-            text = open(CORPUS / p.file, encoding="utf-8", newline="").read()
-            assert text[p.start:p.end] == p.text
-            assert (p.line_start, p.line_end) == _lines(text, p.start, p.end)
-            if p.highlight:
-                h = p.highlight
-                assert p.start <= h.start < h.end <= p.end
-                assert text[h.start:h.end] == h.text
-                assert (h.line_start, h.line_end) == _lines(text, h.start, h.end)
+            assert_exact_passage(file_text(CORPUS / p.file), p, (item.id, p.file))
             checked += 1
     assert checked >= len(items) * 5
 

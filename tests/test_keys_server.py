@@ -27,7 +27,7 @@ from rag.indexing.build import build_index
 from rag.indexing.store import index_lock
 
 from .conftest import CORPUS, ROOT
-from .serverutil import HOST, Server, process_on_free_port, running_server
+from .serverutil import HOST, Server, process_on_free_port, running_server, wait_listening
 
 PUBLIC = ("sco-digital-cooperation-2025-08-29.txt", "sco-digital-transformation-cgtn.txt")
 SECRET = ("sco-ai-cooperation-2025-09-01.txt",)
@@ -368,8 +368,6 @@ def test_mcp_over_http_follows_the_same_keys(world: World, tmp_path: Path) -> No
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
-    from .test_mcp import wait_listening
-
     def command(port: int) -> list[str]:
         return [sys.executable, "-m", "rag.serve.cli", "mcp", "--http", "--host", HOST, "--port",
                 str(port), "--corpus", str(world.corpus), "--index", str(world.index)]
@@ -483,7 +481,7 @@ def test_loopback_check() -> None:
 
 @pytest.mark.browser
 def test_search_page_asks_once_and_signs_its_links(server: Server, world: World) -> None:
-    from .test_browser import CHROMIUM, CHROMIUM_ARGS
+    from .browserutil import CHROMIUM, CHROMIUM_ARGS
 
     if not CHROMIUM.is_file():
         from .conftest import skip_or_fail

@@ -38,7 +38,8 @@ from rag.search.searcher import Searcher
 from rag.serve.http import create_app
 
 from .conftest import CORPUS, DEV_GOLD, ROOT, need_shared
-from .serverutil import HOST, Server, process_on_free_port
+from .oracles import assert_exact_passage, file_text
+from .serverutil import HOST, process_on_free_port, wait_listening
 
 CALL_TIMEOUT_S = 120.0  # the first question waits for the model to load in the server
 START_TIMEOUT_S = 120.0
@@ -48,16 +49,6 @@ TOOLS = {"ask", "read_span", "list_documents"}
 
 
 # ---------------------------------------------------------------- oracles
-
-def file_text(path: Path) -> str:
-    """The file's text as rag cites it: its bytes decoded as UTF-8, newlines untouched."""
-    return path.read_bytes().decode("utf-8")
-
-
-def lines_of(text: str, start: int, end: int) -> tuple[int, int]:
-    """1-based inclusive lines of text[start:end]."""
-    return text.count("\n", 0, start) + 1, text.count("\n", 0, max(start, end - 1)) + 1
-
 
 def dev_questions(n: int) -> list[str]:
     """The first n dev gold questions; skip without ../shared (fail under CI=true)."""
@@ -142,24 +133,6 @@ def stdio_connection(corpus: Path, index: Path, log: Path) -> Iterator[Connectio
     with open(log, "w") as errlog, connect("stdio", stdio_client(params, errlog=errlog), corpus,
                                            index, log) as conn:
         yield conn
-
-
-def wait_listening(server: Server, timeout_s: float) -> None:
-    """Until the port accepts connections; fail early if the process dies."""
-    import socket
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"rag mcp --http exited with {server.proc.returncode}:\n"
-                               f"{server.log_tail()}")
-        try:
-            socket.create_connection((HOST, server.port), timeout=1.0).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"rag mcp --http not listening after {timeout_s:.0f} s:\n"
-                       f"{server.log_tail()}")
 
 
 @contextmanager
@@ -256,18 +229,11 @@ def check_exact(conn: Connection, body: dict[str, Any]) -> None:
     assert body["passages"], body
     for p in body["passages"]:
         text = file_text(conn.corpus / p["file"])
-        assert 0 <= p["start"] < p["end"] <= len(text), p
-        assert text[p["start"]:p["end"]] == p["text"], (p["file"], p["start"], p["end"])
-        ls, le = lines_of(text, p["start"], p["end"])
-        assert (p["line_start"], p["line_end"]) == (ls, le)
+        assert_exact_passage(text, p, p["file"])  # with its highlight and answer
+        ls, le = p["line_start"], p["line_end"]
         assert p["citation"] == f"corpus/{p['file']}:" + (f"L{ls}" if ls == le else f"L{ls}-L{le}")
         data = (conn.corpus / p["file"]).read_bytes()
         assert p["file_sha256"] == hashlib.sha256(data).hexdigest()
-        h = p["highlight"]
-        if h is not None:
-            assert p["start"] <= h["start"] < h["end"] <= p["end"]
-            assert text[h["start"]:h["end"]] == h["text"]
-            assert (h["line_start"], h["line_end"]) == lines_of(text, h["start"], h["end"])
 
 
 def test_citation_names_the_pages_of_a_pdf_passage() -> None:

@@ -44,6 +44,7 @@ from rag.indexing.lexical import LexicalIndex
 from rag.indexing.store import CURRENT, GENERATIONS, index_lock, read_current
 
 from .conftest import CORPUS
+from .oracles import assert_exact
 
 RUNS = int(os.environ.get("RAG_POWERLOSS_RUNS",
                           "500" if os.environ.get("RAG_FUZZ_LONG") else "50"))
@@ -329,8 +330,7 @@ def check_loaded(folder: Path, old: State | None, new: State) -> str:
         chunks = gen.chunks(list(range(gen.size)))
         assert {c.file for c in chunks} == set(texts)
         for c in chunks:
-            assert texts[c.file][c.start:c.end] == c.text, (gen.name, c.file, c.start)
-            assert c.line_start == texts[c.file].count("\n", 0, c.start) + 1
+            assert_exact(texts[c.file], c, (gen.name, c.file))
         assert gen.dense.size == gen.lexical.size == gen.size == gen.manifest["chunks"]
         current = read_current(folder)
         # CURRENT, when it survived, names a complete generation: no fallback was needed

@@ -20,6 +20,8 @@ from rag.search.reader.calibration import (Platt, expected_calibration_error, fi
 from rag.search.reader.runtime import Reader, Reading, best_span, bundled_dir, order, rerank
 from rag.types import Passage, Span
 
+from .oracles import assert_exact_passage, file_text
+
 # ---------------------------------------------------------------- windows (pure)
 
 
@@ -260,8 +262,8 @@ def test_bundled_reader_reorders_a_hand_made_case() -> None:
     assert right[s:e] == "1887"
 
 
-def test_searcher_reads_when_asked_and_keeps_the_fast_path(real_index: Settings,
-                                                          real_embedder) -> None:  # type: ignore[no-untyped-def]
+def test_searcher_reads_when_asked_and_keeps_the_fast_path(real_index: Settings, real_embedder,  # type: ignore[no-untyped-def]
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from rag.search.searcher import Searcher
 
     s = Searcher(real_index.model_copy(update={"read": True}), embedder=real_embedder)
@@ -281,13 +283,15 @@ def test_searcher_reads_when_asked_and_keeps_the_fast_path(real_index: Settings,
         {(p.file, p.start) for p in fast.passages[:n]}  # the reader reorders, never replaces
     texts: dict[str, str] = {}
     for p in read.passages:
-        t = texts.setdefault(p.file, (real_index.corpus_dir / p.file).read_text(encoding="utf-8"))
-        for sp in (p, p.highlight, p.answer):
-            if sp is not None:
-                assert t[sp.start:sp.end] == sp.text
-                assert sp.line_start == t.count("\n", 0, sp.start) + 1
-                assert sp.line_end == t.count("\n", 0, max(sp.start, sp.end - 1)) + 1
+        t = texts.setdefault(p.file, file_text(real_index.corpus_dir / p.file))
+        assert_exact_passage(t, p, p.file)  # with its highlight and the reader's answer
     assert read.answerable
+    # this question's answers fall below the cut, so show every one to check its span too
+    monkeypatch.setattr(s.reader, "answer_threshold", 0.0)
+    shown = [p for p in s.ask(q, 5).passages if p.answer is not None]
+    assert len(shown) == n
+    for p in shown:
+        assert_exact_passage(texts[p.file], p, p.file)
 
 
 def test_concurrent_questions_share_both_models_correctly(real_index: Settings,

@@ -42,6 +42,7 @@ from rag.indexing.store import TMP_PREFIX, index_lock, read_current
 from rag.search.searcher import Searcher
 
 from .conftest import CORPUS, ROOT
+from .oracles import assert_exact, assert_exact_passage
 from .serverutil import HOST, Server, get_json, running_server
 
 LONG = bool(os.environ.get("RAG_FUZZ_LONG"))
@@ -96,11 +97,6 @@ def insert_paragraph(text: str, note: str) -> str:
     return f"{head}\n{note}\n{rest}"
 
 
-def lines_of(text: str, start: int, end: int) -> tuple[int, int]:
-    """1-based inclusive lines of text[start:end] (the oracle for line numbers)."""
-    return text.count("\n", 0, start) + 1, text.count("\n", 0, max(start, end - 1)) + 1
-
-
 def check_passages(passages: list[dict[str, Any]], texts: Texts,
                    shas: dict[str, str] | None = None, top_k: int | None = None) -> None:
     """Every passage and highlight is an exact quote of `texts` with true lines; ranked
@@ -110,18 +106,10 @@ def check_passages(passages: list[dict[str, Any]], texts: Texts,
         assert len(passages) <= top_k
     taken: dict[str, list[tuple[int, int]]] = {}
     for p in passages:
-        text = texts[p["file"]]
         a, b = p["start"], p["end"]
-        assert 0 <= a < b <= len(text), p
-        assert text[a:b] == p["text"], (p["file"], a, b)
-        assert (p["line_start"], p["line_end"]) == lines_of(text, a, b), p
+        assert_exact_passage(texts[p["file"]], p, p["file"])  # with its highlight and answer
         if shas is not None:
             assert p["file_sha256"] == shas[p["file"]]
-        h = p["highlight"]
-        if h is not None:
-            assert a <= h["start"] < h["end"] <= b, (p, h)
-            assert text[h["start"]:h["end"]] == h["text"]
-            assert (h["line_start"], h["line_end"]) == lines_of(text, h["start"], h["end"])
         for s, e in taken.setdefault(p["file"], []):
             assert b <= s or a >= e, f"passages overlap in {p['file']}: [{s},{e}) [{a},{b})"
         taken[p["file"]].append((a, b))
@@ -261,8 +249,7 @@ def check_generation(index: Path, states: dict[int, Snapshot], allowed: tuple[in
         chunks = gen.chunks(list(range(gen.size)))
         assert {c.file for c in chunks} == set(texts)
         for c in chunks:
-            assert texts[c.file][c.start:c.end] == c.text, (gen.name, c.file, c.start)
-            assert (c.line_start, c.line_end) == lines_of(texts[c.file], c.start, c.end)
+            assert_exact(texts[c.file], c, (gen.name, c.file))
         assert gen.dense.size == gen.lexical.size == len(chunks) == gen.manifest["chunks"]
         return gen.name, match[0]
     finally:

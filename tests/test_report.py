@@ -28,7 +28,6 @@ from rag.search.reader.calibration import expected_calibration_error, reliabilit
 from rag.evaluation.report import render_html
 
 from .conftest import ROOT
-from .test_browser import browser, chromium_path  # noqa: F401  (fixtures)
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 SERVE = "http://127.0.0.1:8000"

@@ -21,6 +21,7 @@ import pytest
 from rag.errors import ConfigError
 
 from .conftest import CORPUS
+from .oracles import assert_exact_passage, file_text
 from .serverutil import (
     HOST,
     ROOT,
@@ -61,30 +62,13 @@ def http(served: Served) -> Iterator[httpx.Client]:
         yield c
 
 
-def read_text(path: Path) -> str:
-    """The file's text exactly as indexed (no newline translation)."""
-    with open(path, encoding="utf-8", newline="") as f:
-        return f.read()
-
-
-def lines_of(text: str, start: int, end: int) -> tuple[int, int]:
-    """1-based inclusive lines of text[start:end]."""
-    return text.count("\n", 0, start) + 1, text.count("\n", 0, max(start, end - 1)) + 1
-
-
 def check_exact(body: dict[str, Any], corpus: Path) -> None:
     """Every passage and highlight quotes the file on disk exactly."""
     assert body["passages"]
     for p in body["passages"]:
         data = (corpus / p["file"]).read_bytes()
-        text = read_text(corpus / p["file"])
-        assert text[p["start"]:p["end"]] == p["text"]
-        assert (p["line_start"], p["line_end"]) == lines_of(text, p["start"], p["end"])
+        assert_exact_passage(file_text(corpus / p["file"]), p, p["file"])
         assert p["file_sha256"] == hashlib.sha256(data).hexdigest()
-        h = p["highlight"]
-        if h:
-            assert p["start"] <= h["start"] < h["end"] <= p["end"]
-            assert text[h["start"]:h["end"]] == h["text"]
 
 
 def raw_get(port: int, target: str) -> tuple[int, bytes]:

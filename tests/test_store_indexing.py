@@ -48,6 +48,7 @@ from rag.text.chunking import embedding_text
 from rag.types import Answer
 
 from .conftest import CORPUS, ROOT, fake_settings
+from .oracles import assert_exact_passage, file_text
 
 HELPER = Path(__file__).with_name("helpers_index.py")
 CHANGED = "sco-ai-cooperation-2025-09-01.txt"
@@ -726,17 +727,9 @@ def test_every_passage_is_the_exact_text_of_the_file(searcher: Searcher) -> None
         assert answer.passages, (q, mode)
         for p in answer.passages:
             raw = (corpus / p.file).read_bytes()
-            full = raw.decode()
-            assert full[p.start:p.end] == p.text, (q, mode, p.file, p.start)
+            assert_exact_passage(raw.decode("utf-8"), p, (q, mode, p.file))
             assert p.text and p.text == p.text.strip()
-            assert p.line_start == full.count("\n", 0, p.start) + 1
-            assert p.line_end == full.count("\n", 0, max(p.start, p.end - 1)) + 1
             assert p.file_sha256 == hashlib.sha256(raw).hexdigest()
-            if p.highlight:
-                h = p.highlight
-                assert p.start <= h.start < h.end <= p.end
-                assert full[h.start:h.end] == h.text
-                assert h.line_start == full.count("\n", 0, h.start) + 1
             seen += 1
     assert seen >= len(QUESTIONS) * 3 * 3
 
@@ -797,8 +790,7 @@ def test_reload_follows_a_reindex_and_old_answers_keep_their_generation(
     assert after.index.chunks == open_current(indexed.index_dir).size
     top = after.passages[0]
     assert top.file == CHANGED and "quantum sensing" in top.text
-    full = (indexed.corpus_dir / CHANGED).read_text(encoding="utf-8")
-    assert full[top.start:top.end] == top.text
+    assert_exact_passage(file_text(indexed.corpus_dir / CHANGED), top)
     assert before.index.generation == "g-000001"  # an answer names its own generation
 
 

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.oracles import assert_exact_passage, file_text
 from tests.serverutil import ROOT, Server, running_server
 
 WATCH_ENV = {"RAG_WATCH_QUIET_S": "0.3", "RAG_WATCH_HOLD_S": "0.4",
@@ -115,7 +116,7 @@ def test_add_edit_rename_delete(watched: tuple[Server, Path, Path]) -> None:
     assert wait_for(lambda: top_file(server, "zorblax") == "zz-new.txt", "the added file",
                     server)
     p = next(p for p in ask(server, "zorblax")["passages"] if "zorblax" in p["text"])
-    assert new.read_text()[p["start"]:p["end"]] == p["text"]  # an exact span of the file
+    assert_exact_passage(file_text(new), p, new.name)  # an exact span of the file
 
     new.write_text(body(99, "The quintar valve held."))
     wait_for(lambda: top_file(server, "quintar") == "zz-new.txt", "the edit", server)
