@@ -442,7 +442,7 @@ def test_charts_carry_the_json_figures(data: dict[str, Any], parsed: LexborHTMLP
 
 
 @pytest.mark.browser
-def test_report_in_chromium(browser: Any, data: dict[str, Any],  # noqa: F811  (fixture)
+def test_report_in_chromium(browser: Any, data: dict[str, Any],
                             tmp_path: Path) -> None:
     """Offline, every chart drawn, the table equal to the JSON, misses linked to the spans."""
     report = tmp_path / "report.html"
