@@ -74,12 +74,14 @@ train-reader: setup
 fuzz: setup
 	RAG_FUZZ_LONG=1 $(BIN)/python -m pytest -q -ra -m fuzz tests
 
+GRANTS_N ?= 1000000
 bench: setup
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
 		echo "wrk not installed: HTTP figures come from the Python client only"
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/ocr_bench.py
 	$(BIN)/python bench/watch_bench.py  # /ask p50 idle and while a 200-file burst is indexed
+	$(BIN)/python bench/grants.py section --n $(GRANTS_N) --json bench/out/grants.json  # keys at 1M chunks
 
 clean:
 	rm -rf $(VENV) index/CURRENT index/generations index/.lock

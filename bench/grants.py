@@ -5,6 +5,8 @@
     python bench/grants.py masks --files 50000 --json OUT   # building a grant's row mask
     python bench/grants.py ask --index DIR --gauss FILE --json OUT   # the whole pipeline on a
                                                             # synth.py index: 1% / 99% / no key
+    python bench/grants.py section [--n 1000000]            # make bench: builds the synth.py
+                                                            # index (~13 min at 1M), then all three
 
 Vectors are synthetic unit vectors from the Gaussian fitted to the seed index (bench/synth.py),
 100 chunks a file; a grant is a random set of whole files.
@@ -118,6 +120,10 @@ class _Gen:
         self.file_ids = np.repeat(np.arange(n_files, dtype=np.int32), chunks)
         self.size = len(self.file_ids)
 
+    def rows_of_files(self, keep: np.ndarray) -> np.ndarray:
+        """A per-file bool spread over the chunk rows (Generation.rows_of_files)."""
+        return keep[self.file_ids]
+
 
 def masks(n_files: int, repeats: int = 5) -> dict[str, Any]:
     """Seconds to build a grant's file and row masks over `n_files` files (20 chunks each:
@@ -210,6 +216,25 @@ def grants_section(index_dir: Path, gauss: Path, corpus_dir: Path, queries: int 
             "masks_50k_files": masks(50_000), "switch_100k": switch(100_000, 100, 512)}
 
 
+def section(n: int, queries: int) -> dict[str, Any]:
+    """`make bench`'s grants step end to end: a synthetic index of ``n`` chunks built by
+    synth.py in a temporary folder (removed after), then grants_section on it."""
+    import subprocess
+    import tempfile
+
+    gauss = gauss_file()
+    with tempfile.TemporaryDirectory(prefix="rag-grants-") as tmp:
+        index = Path(tmp) / "index"
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, str(ROOT / "bench" / "synth.py"), "build", "--n", str(n),
+                        "--index", str(index), "--gauss", str(gauss),
+                        "--json", str(Path(tmp) / "build.json")], check=True,
+                       stdout=subprocess.DEVNULL)
+        built_s = time.perf_counter() - t0
+        out = grants_section(index, gauss, ROOT / "corpus", queries)
+    return {"chunks": n, "build_s": built_s, **out}
+
+
 def main() -> int:
     """Run one measurement and write its JSON."""
     p = argparse.ArgumentParser(description=__doc__)
@@ -228,8 +253,15 @@ def main() -> int:
     c.add_argument("--gauss", type=Path, default=None)
     c.add_argument("--queries", type=int, default=200)
     c.add_argument("--json", type=Path)
+    d = sub.add_parser("section", help="make bench: build a synthetic index, then every "
+                       "measurement above on it")
+    d.add_argument("--n", type=int, default=1_000_000)
+    d.add_argument("--queries", type=int, default=200)
+    d.add_argument("--json", type=Path)
     args = p.parse_args()
-    if args.what == "switch":
+    if args.what == "section":
+        r = section(args.n, args.queries)
+    elif args.what == "switch":
         r = switch(args.n, args.queries, args.ef)
     elif args.what == "masks":
         r = masks(args.files)
