@@ -34,8 +34,12 @@ from pathlib import Path
 sys.path.insert(0, ".")
 from fastapi.testclient import TestClient
 from rag.config import Settings
-from rag.search.searcher import Searcher
-from rag.serve.http import create_app
+try:  # the layout since issue 22's folders; before it, flat modules
+    from rag.search.searcher import Searcher
+    from rag.serve.http import create_app
+except ImportError:
+    from rag.search import Searcher
+    from rag.api import create_app
 
 corpus, index, qs = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
 s = Settings(corpus_dir=corpus, index_dir=index, query_cache_size=0, read=False)
@@ -76,10 +80,11 @@ def over_http(tree: Path, corpus: Path, index: Path, qs: list[str], seconds: flo
 
     log = Path("/tmp") / f"checkouts-{tree.name}.log"
     env = {"RAG_QUERY_CACHE_SIZE": "0", "RAG_READ": "0", "PYTHONPATH": str(tree)}
+    cli = "rag.serve.cli" if (tree / "rag" / "serve" / "cli.py").exists() else "rag.cli"
     old_cwd = os.getcwd()
     os.chdir(tree)
     try:
-        srv = start_server(index, corpus, log, env)
+        srv = start_server(index, corpus, log, env, command=[sys.executable, "-m", cli])
     finally:
         os.chdir(old_cwd)
     try:

@@ -53,13 +53,15 @@ class Server:
 
 
 def start_server(index_dir: Path, corpus_dir: Path, log: Path, env: dict[str, str],
-                 ready_timeout_s: float = 180.0, extra_args: Sequence[str] = ()) -> Server:
-    """Start `rag serve` and wait until /readyz answers 200 (bounded)."""
+                 ready_timeout_s: float = 180.0, extra_args: Sequence[str] = (),
+                 command: Sequence[str] = ()) -> Server:
+    """Start `rag serve` (or ``command`` + serve ...) and wait until /readyz answers 200
+    (bounded)."""
     port = free_port()
     t0 = time.perf_counter()
     fh = open(log, "wb")
     proc = subprocess.Popen(
-        [str(VENV_BIN / "rag"), "serve", "--host", HOST, "--port", str(port),
+        [*(command or [str(VENV_BIN / "rag")]), "serve", "--host", HOST, "--port", str(port),
          "--corpus", str(corpus_dir), "--index", str(index_dir), *extra_args],
         stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **env})
     fh.close()
