@@ -68,12 +68,19 @@ def iso_day(value: Any) -> str | None:
     m = _ISO.match(value.strip().strip("'\""))
     if not m:
         return None
-    y, mo, d, hh, mi, ss, zone = m.groups()
+    return _groups_day(m.groups())
+
+
+def _groups_day(groups: tuple[str | None, ...]) -> str | None:
+    """The UTC day of (year, month, day, hour, minute, second, zone) as a regex matched them
+    (a missing month or day is 1, a missing time 0); None for a zone that cannot be."""
+    y, mo, d, hh, mi, ss, zone = groups
     try:
         off = _offset(zone)
     except ValueError:
         return None
-    return _day(int(y), int(mo), int(d), int(hh or 0), int(mi or 0), int(ss or 0), off)
+    return _day(int(y or 0), int(mo or 1), int(d or 1), int(hh or 0), int(mi or 0),
+                int(ss or 0), off)
 
 
 def pdf_day(value: str | None) -> str | None:
@@ -83,13 +90,7 @@ def pdf_day(value: str | None) -> str | None:
     m = _PDF.match(value)
     if not m or m.group(1) is None:
         return None
-    y, mo, d, hh, mi, ss, zone = m.groups()
-    try:
-        off = _offset(zone)
-    except ValueError:
-        return None
-    return _day(int(y), int(mo or 1), int(d or 1), int(hh or 0), int(mi or 0), int(ss or 0),
-                off)
+    return _groups_day(m.groups())
 
 
 def pdf_metadata_day(meta: dict[str, Any]) -> str | None:
