@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     # FAISS OpenMP threads for queries: one query at a time gains nothing from more, and
     # on 2 cores the thread hand-off cost 10k-row searches 9.6 ms instead of 1.8 ms (bench).
     faiss_query_threads: int = Field(1, ge=0, le=256)  # 0: FAISS's default
+    # OpenBLAS threads (numpy's matrix products of candidate vectors): questions run
+    # concurrently in the server's threads, and OpenBLAS's pool of 2 per product made them
+    # wait on each other - 37 req/s at 8 clients on the SQuAD validation index, 155 with one
+    # thread (bench/RESULTS.md section 15). 0: OpenBLAS's default.
+    blas_query_threads: int = Field(1, ge=0, le=256)
     query_cache_size: int = Field(1024, ge=0)
 
     # The reader (rag/models/reader: a 2-layer cross-encoder trained here; a 4-layer one in

@@ -257,6 +257,11 @@ class Searcher:
             import faiss
 
             faiss.omp_set_num_threads(settings.faiss_query_threads)
+        if settings.blas_query_threads:
+            from threadpoolctl import threadpool_limits
+
+            # every BLAS loaded now (numpy's, FAISS's), for the whole process
+            threadpool_limits(settings.blas_query_threads, user_api="blas")
 
     # -- model and generation ------------------------------------------------
 
