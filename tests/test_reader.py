@@ -229,6 +229,85 @@ def test_a_damaged_model_file_is_refused(tiny_run: Path, tmp_path: Path) -> None
         Reader(tmp_path)
 
 
+def test_a_second_leg_starts_from_the_first_and_learns_rewordings(tiny_run: Path,
+                                                                  tmp_path: Path) -> None:
+    from rag.serve.cli import main
+
+    data = tiny_run / "tiny.json.gz"
+    rw = tmp_path / "reworded.jsonl"  # every answerable question, reworded
+    rw.write_text("".join(json.dumps({"id": f"{k}{j}a", "question": f"How many live in Town{k}{j}?"})
+                          + "\n" for k in range(5) for j in range(2)))
+    argv = ["train-reader", "--data", str(data), "--out", str(tmp_path / "leg2"), "--install",
+            str(tmp_path / "model"), "--layers", "2", "--steps", "1", "--batch", "4",
+            "--init", str(tiny_run / "out" / "checkpoint.pt"), "--reworded", str(rw),
+            "--keep", "0.5"]
+    assert main(argv) == 0
+    card = json.loads((tmp_path / "model" / "card.json").read_text())
+    legs = card["training"]["legs"]
+    assert len(legs) == 2 and "--steps 3" in legs[0]["command"] and "--init" in legs[1]["command"]
+    held = card["held_out"]["int8"]
+    assert held["questions"] == 4 and held["reworded"]["questions"] == 2  # its 2 answerable ones
+    assert "leg 2" in (tmp_path / "model" / "README.md").read_text()
+    assert main([*argv[:-4], "--reworded", str(tmp_path / "missing.jsonl")]) != 0
+
+
+def test_rewordings_join_their_articles_without_changing_the_input() -> None:
+    from rag.train import reworded as R
+
+    arts = [{"title": "T", "paragraphs": [{"context": "c", "qas": [
+        {"id": "a", "question": "q a", "answers": [{"text": "c", "answer_start": 0}],
+         "is_impossible": False},
+        {"id": "b", "question": "q b", "answers": [], "is_impossible": True}]}]}]
+    out = R.add(arts, {"a": "reworded a", "b": "reworded b", "zz": "no such question"})
+    qas = out[0]["paragraphs"][0]["qas"]
+    assert [q["id"] for q in qas] == ["a", "rw-a", "b", "rw-b"]
+    assert qas[1]["question"] == "reworded a" and qas[1]["answers"] == qas[0]["answers"]
+    assert qas[3]["is_impossible"] and qas[3]["answers"] == []  # still unanswerable
+    assert len(arts[0]["paragraphs"][0]["qas"]) == 2 and R.is_reworded("rw-a")
+
+
+def test_short_leg_keeps_every_rewording_and_a_share_of_the_rest() -> None:
+    from rag.train import pairs as P
+    from rag.train import reworded as R
+
+    paras = [{"context": f"Town{j} has {100 + j} people. It lies by river R{j}.", "qas": [
+        {"id": f"q{j}", "question": f"How many people live in Town{j}?",
+         "answers": [{"text": str(100 + j), "answer_start": len(f"Town{j} has ")}],
+         "is_impossible": False}]} for j in range(40)]
+    arts = R.add([{"title": "T", "paragraphs": paras}], {f"q{j}": f"Population of Town{j}?"
+                                                        for j in range(0, 40, 4)})
+    whole = P.build(arts, seed=1)
+    part = P.build(arts, seed=1, keep=0.25)
+    asked = {tuple(e.ids[1:1 + e.n_question].tolist()) for e in part}
+    reworded = {tuple(W.question_ids(f"Population of Town{j}?").tolist()) for j in range(0, 40, 4)}
+    assert reworded <= asked  # every reworded question is kept
+    assert 10 + 3 <= len(asked) <= 10 + 20 and len(part) < len(whole)
+
+
+def test_threshold_holds_on_original_and_reworded_questions_each() -> None:
+    from rag.train.fit import group_threshold
+
+    rng = np.random.default_rng(5)
+    conf = np.r_[rng.random(900) * 0.5 + 0.5, rng.random(100) * 0.6 + 0.2, rng.random(300) * 0.5]
+    ans = np.r_[np.ones(1000, bool), np.zeros(300, bool)]
+    rw = np.r_[np.zeros(900, bool), np.ones(100, bool), np.zeros(300, bool)]
+    t = group_threshold(conf, ans, rw, 0.04)
+    assert (conf[ans & rw] < t).mean() <= 0.04 and (conf[ans & ~rw] < t).mean() <= 0.04
+    assert t < threshold_for(conf, ans, 0.04)  # the pooled limit would fail the reworded ones
+    assert (conf[ans & rw] < threshold_for(conf, ans, 0.04)).mean() > 0.04
+
+
+def test_answerability_on_a_feature_subset_puts_zero_on_the_rest() -> None:
+    from rag.train.fit import fit_answerability
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, 1, (3000, 3))
+    y = rng.random(3000) < 1 / (1 + np.exp(-(1.5 * x[:, 0] + 2.0 * x[:, 2])))
+    m = fit_answerability(x, y, (0,))
+    assert m.weights[1] == 0.0 and m.weights[2] == 0.0 and m.weights[0] > 0.5
+    assert fit_answerability(x, y, (0, 1, 2)).weights[2] > 1.0
+
+
 # ---------------------------------------------------------------- the bundled model
 
 

@@ -336,7 +336,11 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.data} is not a file; give a SQuAD 2.0 training file "
                           "(../shared/qa-train/train-v2.0-subset.json.gz)")
     given = {k: getattr(args, k) for k in ("layers", "epochs", "steps", "batch", "lr",
-                                           "precision", "every", "seed")}
+                                           "precision", "every", "seed", "init", "reworded",
+                                           "keep")}
+    for name in ("init", "reworded"):
+        if given[name] and not Path(given[name]).is_file():
+            raise ConfigError(f"--{name} {given[name]} is not a file")
     cfg = TrainConfig(data=str(args.data), out=str(args.out), articles=args.articles,
                       **{k: v for k, v in given.items() if v is not None})
     card = run(cfg, args.install, candidates=args.candidates,
@@ -515,6 +519,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=None, help="checkpoint and log period (steps)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--articles", type=int, default=0, help="train on the first N articles only")
+    p.add_argument("--init", default=None,
+                   help="start from this checkpoint's weights (a new leg: fresh optimiser)")
+    p.add_argument("--reworded", default=None,
+                   help="questions reworded away from the text, joining their articles in "
+                        "training and calibration (rag/train/data/reworded-train.jsonl)")
+    p.add_argument("--keep", type=float, default=None,
+                   help="share of the original questions trained on (every reworded one is)")
     p.add_argument("--calibration-articles", type=int, default=0,
                    help="calibrate on the first N held-out articles only")
     p.add_argument("--candidates", type=int, default=0,

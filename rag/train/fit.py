@@ -8,8 +8,11 @@ the top ``candidates`` passages around their highlights, and from those readings
 - Platt scaling of the relevance logit against "the window read holds the gold answer";
 - the fusion weight (reader logit + w x fused score) with the best MRR, from a fixed grid;
 - the answerability model: a logistic regression of "the corpus answers" on the best
-  reading's logit and the fast path's answer features (``search.answer_features``), and its
-  threshold: the highest whose false-abstain rate stays within ``max_false_abstain``.
+  reading's logit and (one of ``ABSTAIN_SETS``) the fast path's answer features
+  (``search.answer_features``), and its threshold: the highest whose false-abstain rate
+  stays within ``max_false_abstain`` on the original questions and, separately, on the
+  reworded ones (``reworded``: questions of these articles phrased away from the text), so
+  a question's wording cannot buy its abstention.
 
 The held-out figures in the card are cross-fitted: each half of the questions is judged by
 the models fitted on the other half, so they are not in-sample.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,7 @@ from ..search.reader.calibration import (Logistic, Platt, auc, expected_calibrat
 from ..search.reader.runtime import HEADS, Reader, order, score_of
 from ..types import Passage
 from . import pairs as P
+from . import reworded as R
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +72,16 @@ def variant(r: Read, head: str, k: int) -> Read:
                    relevance=r.relevance[:k], null=r.null[:k])
 
 
-def calibration_corpus(data: Path, seed: int, work: Path, articles: int = 0
-                       ) -> tuple[Path, int]:
-    """Write the held-out articles as WORK/corpus + WORK/gold.jsonl; the gold path and how
-    many articles."""
+def calibration_corpus(data: Path, seed: int, work: Path, articles: int = 0,
+                       reworded: Mapping[str, str] | None = None) -> tuple[Path, int]:
+    """Write the held-out articles as WORK/corpus + WORK/gold.jsonl (their questions, then
+    any rewordings of them); the gold path and how many articles."""
     from ..text.squad import convert_squad
 
     _, held = P.split_articles(P.load_squad(data), seed)
     if articles:
         held = held[:articles]
+    held = R.add(held, reworded or {})
     work.mkdir(parents=True, exist_ok=True)
     src = work / "held-out.json"
     src.write_text(json.dumps({"version": "v2.0", "data": held}))
@@ -145,12 +151,39 @@ def ranks_with(reads: list[Read], weight: float | None) -> list[int | None]:
 
 ABSTAIN_FEATURES = ("best reader logit", "top dense score", "highlight similarity",
                     "highlight lexical coverage", "answer-type match")
+# Which of them the answerability model may use (the others get weight 0), chosen on the
+# selection split: the fast path's features measure word overlap, which rewording removes.
+ABSTAIN_SETS = {"reader + fast features": (0, 1, 2, 3, 4), "reader only": (0,)}
 
 
 def answer_rows(reads: list[Read]) -> np.ndarray:
     """The answerability model's inputs, one row per question (pure)."""
     return np.array([[float(r.logits.max()) if len(r.logits) else -20.0, *r.features]
                      for r in reads])
+
+
+def fit_answerability(rows: np.ndarray, answerable: np.ndarray, columns: tuple[int, ...]
+                      ) -> Logistic:
+    """The logistic model on ``columns`` of ``rows``, weight 0 on the rest (pure)."""
+    if len(set(answerable.tolist())) < 2:
+        return Logistic(tuple(0.0 for _ in range(rows.shape[1])), _logit(float(np.mean(answerable))))
+    m = fit_logistic(rows[:, list(columns)], answerable)
+    w = np.zeros(rows.shape[1])
+    w[list(columns)] = m.weights
+    return Logistic(tuple(float(v) for v in w), m.bias)
+
+
+def reworded_mask(reads: list[Read]) -> np.ndarray:
+    return np.array([R.is_reworded(r.item.id) for r in reads], dtype=bool)
+
+
+def group_threshold(conf: np.ndarray, answerable: np.ndarray, reworded: np.ndarray,
+                    max_false_abstain: float) -> float:
+    """The highest threshold whose false-abstain rate stays within the limit on the original
+    answerable questions and on the reworded ones, each (pure)."""
+    ts = [threshold_for(conf[g], answerable[g], max_false_abstain)
+          for g in (~reworded, reworded) if (answerable & g).any()]
+    return min(ts) if ts else 0.5
 
 
 ANSWER_PRECISION = 0.5  # an answer is shown when at least this share of such answers is right
@@ -172,7 +205,9 @@ def _logit(rate: float) -> float:
     return float(np.log(r / (1 - r)))
 
 
-def operating_point(reads: list[Read], max_false_abstain: float) -> dict[str, Any]:
+def operating_point(reads: list[Read], max_false_abstain: float,
+                    columns: tuple[int, ...] = ABSTAIN_SETS["reader + fast features"]
+                    ) -> dict[str, Any]:
     """Platt scaling, fusion weight, answerability model and threshold, answer cut (pure)."""
     logits = np.concatenate([r.logits for r in reads])
     holds = np.concatenate([r.window_holds for r in reads])
@@ -181,10 +216,9 @@ def operating_point(reads: list[Read], max_false_abstain: float) -> dict[str, An
     weight = max(FUSION_GRID, key=lambda w: (mrr(ranks_with(reads, w)), -w))
     answerable = np.array([r.item.answerable for r in reads])
     rows = answer_rows(reads)
-    model = fit_logistic(rows, answerable) if len(set(answerable.tolist())) > 1 else \
-        Logistic(tuple(0.0 for _ in range(rows.shape[1])), _logit(float(np.mean(answerable))))
-    conf = model(answer_rows(reads))
-    t = threshold_for(conf, answerable, max_false_abstain)
+    model = fit_answerability(rows, answerable, columns)
+    conf = model(rows)
+    t = group_threshold(conf, answerable, reworded_mask(reads), max_false_abstain)
     scores = np.concatenate([r.answer_scores for r in reads])
     hits = np.concatenate([r.answer_hits for r in reads])
     cut = answer_threshold(scores, hits, ANSWER_PRECISION)
@@ -195,37 +229,58 @@ def operating_point(reads: list[Read], max_false_abstain: float) -> dict[str, An
             "confidence": conf, "answerable": answerable, "logits": logits, "holds": holds}
 
 
-def cross_fitted(reads: list[Read], max_false_abstain: float) -> tuple[np.ndarray, list[int | None]]:
+def cross_fitted(reads: list[Read], max_false_abstain: float, columns: tuple[int, ...]
+                 ) -> tuple[np.ndarray, list[int | None]]:
     """Each half's confidence, abstain decisions and ranks from the other half's fit: the
-    held-out figures (pure; halves alternate by question)."""
+    held-out figures (pure; halves alternate by question; ranks of the answerable questions
+    in their order in ``reads``)."""
     halves = [reads[0::2], reads[1::2]]
     conf = np.zeros(len(reads))
     abstain = np.zeros(len(reads), dtype=bool)
-    ranks: list[int | None] = []
+    by_question: dict[int, int | None] = {}
     for k, (judged, fitted) in enumerate(((halves[0], halves[1]), (halves[1], halves[0]))):
-        op = operating_point(fitted, max_false_abstain)
+        op = operating_point(fitted, max_false_abstain, columns)
         c = op["abstain"](answer_rows(judged))
         conf[k::2] = c
         abstain[k::2] = c < op["threshold"]
-        ranks += ranks_with(judged, op["fusion_weight"])
-    return np.stack([conf, abstain]), ranks
+        numbers = [i for i in range(k, len(reads), 2) if reads[i].item.answerable]
+        by_question.update(zip(numbers, ranks_with(judged, op["fusion_weight"])))
+    return np.stack([conf, abstain]), [by_question[i] for i in sorted(by_question)]
 
 
-def figures(reads: list[Read], op: dict[str, Any], max_false_abstain: float) -> dict[str, Any]:
+def figures(reads: list[Read], op: dict[str, Any], max_false_abstain: float,
+            columns: tuple[int, ...] = ABSTAIN_SETS["reader + fast features"]) -> dict[str, Any]:
     """What the card reports about the held-out articles (fast path vs reader), the reader's
-    figures cross-fitted (see the module docstring)."""
-    ans = op["answerable"]
-    (conf, abstained), read = cross_fitted(reads, max_false_abstain)
+    figures cross-fitted (see the module docstring). Ranks and abstention on answerable
+    questions count the original questions only; the reworded ones have their own line."""
+    rw = reworded_mask(reads)
+    (conf, abstained), read = cross_fitted(reads, max_false_abstain, columns)
     abstained = abstained.astype(bool)
-    fast = ranks_with(reads, None)
+    keep = [i for i, r in enumerate(reads) if r.item.answerable]
+    read_orig = [k for i, k in zip(keep, read) if not rw[i]]
+    read_rw = [k for i, k in zip(keep, read) if rw[i]]
+    fast_all = ranks_with(reads, None)
+    fast = [k for i, k in zip(keep, fast_all) if not rw[i]]
+    fast_rw = [k for i, k in zip(keep, fast_all) if rw[i]]
+    ans = op["answerable"]
+    orig = ~rw
     pas = reliability(op["platt"](op["logits"]), op["holds"])
     q = reliability(conf, ans)
     return {
-        "questions": len(reads), "unanswerable": int((~ans).sum()),
+        "questions": int(orig.sum()), "unanswerable": int((~ans & orig).sum()),
         "fast": {"recall@1": recall_at(fast, 1), "mrr@10": mrr(fast)},
-        "reader": {"recall@1": recall_at(read, 1), "mrr@10": mrr(read),
-                   "abstain_recall": float(abstained[~ans].mean()) if (~ans).any() else 0.0,
-                   "false_abstain_rate": float(abstained[ans].mean()) if ans.any() else 0.0},
+        "reader": {"recall@1": recall_at(read_orig, 1), "mrr@10": mrr(read_orig),
+                   "abstain_recall": float(abstained[~ans & orig].mean())
+                   if (~ans & orig).any() else 0.0,
+                   "false_abstain_rate": float(abstained[ans & orig].mean())
+                   if (ans & orig).any() else 0.0},
+        "reworded": {"questions": int(rw.sum()), "unanswerable": int((~ans & rw).sum()),
+                     "fast": {"recall@1": recall_at(fast_rw, 1), "mrr@10": mrr(fast_rw)},
+                     "reader": {"recall@1": recall_at(read_rw, 1), "mrr@10": mrr(read_rw),
+                                "false_abstain_rate": float(abstained[ans & rw].mean())
+                                if (ans & rw).any() else 0.0,
+                                "abstain_recall": float(abstained[~ans & rw].mean())
+                                if (~ans & rw).any() else None}} if rw.any() else None,
         "passage_reliability": [asdict(b) for b in pas],
         "passage_ece": expected_calibration_error(pas),
         "question_reliability": [asdict(b) for b in q],
@@ -238,35 +293,45 @@ READS = (4, 8)  # passages read per question, compared on the selection split
 K_MARGIN = 0.01  # reading 8 must gain this much (MRR + abstain recall) to pay its latency
 
 
-def selection(reads: list[Read], max_false_abstain: float) -> tuple[list[dict[str, Any]],
-                                                                      tuple[str, int]]:
-    """Every head x k on the selection split, cross-fitted, and the choice: the highest
-    MRR + abstain recall (at the false-abstain limit), 8 passages only if they beat 4 by
-    K_MARGIN (pure)."""
+def selection(reads: list[Read], max_false_abstain: float
+              ) -> tuple[list[dict[str, Any]], tuple[str, int, str]]:
+    """Every head x k x answerability feature set on the selection split, cross-fitted, and
+    the choice: the highest MRR + abstain recall (at the false-abstain limits), 8 passages
+    only if they beat 4 by K_MARGIN (pure)."""
     rows = []
     for head in HEADS:
         for k in READS:
             rs = [variant(r, head, k) for r in reads]
-            f = figures(rs, operating_point(rs, max_false_abstain), max_false_abstain)
-            rows.append({"head": head, "k": k, "recall@1": f["reader"]["recall@1"],
-                         "mrr@10": f["reader"]["mrr@10"],
-                         "abstain_recall": f["reader"]["abstain_recall"],
-                         "false_abstain_rate": f["reader"]["false_abstain_rate"],
-                         "pair_auc": f["pair_auc"],
-                         "criterion": f["reader"]["mrr@10"] + f["reader"]["abstain_recall"]})
+            for name, cols in ABSTAIN_SETS.items():
+                f = figures(rs, operating_point(rs, max_false_abstain, cols), max_false_abstain,
+                            cols)
+                rw = f["reworded"]
+                rows.append({"head": head, "k": k, "abstain_features": name,
+                             "recall@1": f["reader"]["recall@1"],
+                             "mrr@10": f["reader"]["mrr@10"],
+                             "abstain_recall": f["reader"]["abstain_recall"],
+                             "false_abstain_rate": f["reader"]["false_abstain_rate"],
+                             "reworded_false_abstain": rw["reader"]["false_abstain_rate"]
+                             if rw else None,
+                             "reworded_abstain_recall": rw["reader"]["abstain_recall"]
+                             if rw else None,
+                             "pair_auc": f["pair_auc"],
+                             "criterion": f["reader"]["mrr@10"] + f["reader"]["abstain_recall"]})
     best = {k: max((r for r in rows if r["k"] == k), key=lambda r: r["criterion"])
             for k in READS}
     pick = best[8] if best[8]["criterion"] >= best[4]["criterion"] + K_MARGIN else best[4]
-    return rows, (pick["head"], pick["k"])
+    return rows, (pick["head"], pick["k"], pick["abstain_features"])
 
 
 def calibrate(reader_dir: Path, data: Path, seed: int, work: Path, candidates: int,
-              max_false_abstain: float, articles: int = 0) -> dict[str, Any]:
+              max_false_abstain: float, articles: int = 0,
+              reworded: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The calibration block of the card, with held-out figures for int8 and float32.
-    ``candidates`` 0: choose the head and k on the selection split (``selection``);
-    otherwise read that many, scored by the relevance head."""
+    ``candidates`` 0: choose the head, k and the answerability features on the selection
+    split (``selection``); otherwise read that many, scored by the relevance head, the
+    answerability model on every feature. ``reworded``: rewordings of held-out questions."""
     t0 = time.perf_counter()
-    gold, n = calibration_corpus(data, seed, work, articles)
+    gold, n = calibration_corpus(data, seed, work, articles, reworded)
     settings = index_corpus(work)
     asked = fast_path(settings, load_gold(gold))
     out: dict[str, Any] = {"split": f"{n} held-out training article{'s' if n > 1 else ''}",
@@ -275,12 +340,14 @@ def calibrate(reader_dir: Path, data: Path, seed: int, work: Path, candidates: i
     t8 = time.perf_counter()
     if candidates:
         head, k, table = "relevance", candidates, list[dict[str, Any]]()
+        feats = "reader + fast features"
         reads8 = read_all(int8, asked, k)
     else:
         reads8 = read_all(int8, asked, max(READS))
-        table, (head, k) = selection(reads8, max_false_abstain)
+        table, (head, k, feats) = selection(reads8, max_false_abstain)
     t_read8 = time.perf_counter() - t8
-    out.update({"head": head, "candidates": k, "selection": table})
+    cols = ABSTAIN_SETS[feats]
+    out.update({"head": head, "candidates": k, "abstain_features": feats, "selection": table})
     for kind in ("int8", "fp32"):
         if kind == "int8":  # the readings already made, their first k (time scaled to k)
             reads = [variant(r, head, k) for r in reads8]
@@ -290,8 +357,8 @@ def calibrate(reader_dir: Path, data: Path, seed: int, work: Path, candidates: i
             reads = [variant(r, head, k) for r in
                      read_all(Reader(reader_dir, quantized=False, threads=0), asked, k)]
             read_s = time.perf_counter() - t1
-        op = operating_point(reads, max_false_abstain)
-        f = figures(reads, op, max_false_abstain)
+        op = operating_point(reads, max_false_abstain, cols)
+        f = figures(reads, op, max_false_abstain, cols)
         f["read_ms_mean"] = 1000 * read_s / max(1, len(reads))
         f["answers"] = {"threshold": op["answer_threshold"], "shown": op["answer_shown"],
                         "precision": op["answer_precision"],

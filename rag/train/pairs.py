@@ -22,7 +22,7 @@ import gzip
 import json
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from ..search.highlight import question_weights
 from ..search.reader import windows as W
 from ..text.chunking import ChunkParams, chunk_document, sentences
 from ..types import Chunk, Document
+from .reworded import is_reworded
 
 EASY_EVERY = 3
 CALIBRATION_ARTICLES = 24  # of the training file, held out from training for calibration
@@ -169,11 +170,17 @@ def examples(art: Article, other: Article | None, rng: random.Random) -> Iterato
             yield example(q, c, other.encoded[i], W.centre(c.text, ow), None, "easy")
 
 
-def build(articles: list[dict[str, Any]], seed: int, params: ChunkParams = ChunkParams()
-          ) -> list[Example]:
-    """Every pair of these articles, shuffled with ``seed``."""
+def build(articles: list[dict[str, Any]], seed: int, params: ChunkParams = ChunkParams(),
+          keep: float = 1.0) -> list[Example]:
+    """Every pair of these articles, shuffled with ``seed``. ``keep`` < 1: only that share
+    of the original questions (drawn with ``seed``), every reworded one (``reworded.add``):
+    a short leg that teaches rewordings without forgetting the rest."""
     rng = random.Random(seed)
     arts = [article(a, params) for a in articles]
+    if keep < 1.0:
+        arts = [replace(a, questions=[q for q in a.questions
+                                      if is_reworded(q["id"]) or rng.random() < keep])
+                for a in arts]
     out: list[Example] = []
     for k, art in enumerate(arts):
         other = arts[(k + 1 + rng.randrange(max(1, len(arts) - 1))) % len(arts)] if len(arts) > 1 else None

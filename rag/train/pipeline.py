@@ -15,6 +15,7 @@ from typing import Any
 
 from . import export as X
 from . import fit as F
+from . import reworded as R
 from ..search.reader import windows as W
 from .trainer import TrainConfig, train, use_bf16
 
@@ -47,10 +48,9 @@ def card(cfg: TrainConfig, shas: dict[str, str], cal: dict[str, Any], train_s: f
         "heads": "relevance (logit from [CLS]) + answer span (start/end logits)",
         "data": f"{cfg.data} (training part; {F.P.CALIBRATION_ARTICLES} articles held out "
                 "for calibration; the validation file unseen)",
-        "command": "rag train-reader " + " ".join(
-            f"--{k} {v}" for k, v in asdict(cfg).items()
-            if k in ("layers", "epochs", "steps", "lr", "seed")),
+        "command": command(cfg),
         "training": {"config": asdict(cfg), "seconds": round(train_s, 1), "cpu": cpu_name(),
+                     "legs": legs(cfg, train_s),
                      "threads": cfg.threads, "cores": os.cpu_count(),
                      "precision": "bf16 autocast" if use_bf16(cfg.precision) else "fp32",
                      "last_log": log_tail},
@@ -61,6 +61,7 @@ def card(cfg: TrainConfig, shas: dict[str, str], cal: dict[str, Any], train_s: f
                         "fusion_weight": chosen["fusion_weight"],
                         "max_false_abstain": cal["max_false_abstain"],
                         "candidates": cal["candidates"], "split": cal["split"],
+                        "abstain_features": cal.get("abstain_features", "reader + fast features"),
                         "selection": cal["selection"]},
         "held_out": {"int8": cal["int8"]["figures"], "fp32": cal["fp32"]["figures"],
                      "fp32_operating_point": {k: cal["fp32"][k] for k in
@@ -99,7 +100,8 @@ def run(cfg: TrainConfig, install: Path | None, candidates: int = 0,
     shas = X.export(ckpt, onnx)
     provisional(onnx, shas, cfg.layers)
     cal = F.calibrate(onnx, Path(cfg.data), cfg.seed, out / "calibration", candidates,
-                      max_false_abstain, calibration_articles)
+                      max_false_abstain, calibration_articles,
+                      R.load(Path(cfg.reworded)) if cfg.reworded else None)
     tail = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()[-3:]]
     files = {"int8": X.INT8, **({"fp32": X.FP32} if ship_fp32 else {})}
     c = card(cfg, shas, cal, train_s, tail, files)
@@ -111,6 +113,34 @@ def run(cfg: TrainConfig, install: Path | None, candidates: int = 0,
         (install / "card.json").write_text(json.dumps(c, indent=1) + "\n")
         (install / "README.md").write_text(model_card_md(c))
     return c
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def legs(cfg: TrainConfig, seconds: float) -> list[dict[str, Any]]:
+    """Every training leg that made these weights, oldest first: a run started from another
+    run's checkpoint (``init``) lists that run's legs before its own."""
+    this = {"command": command(cfg), "seconds": round(seconds, 1)}
+    if not cfg.init:
+        return [this]
+    prev = Path(cfg.init).parent
+    try:
+        before = TrainConfig(**json.loads((prev / "config.json").read_text()))
+        return [*legs(before, training_seconds(prev / "log.jsonl")), this]
+    except (OSError, ValueError, TypeError):
+        return [{"command": f"(weights from {cfg.init}; its log is not here)", "seconds": 0.0},
+                this]
+
+
+def command(cfg: TrainConfig) -> str:
+    """The `rag train-reader` options that decide the weights."""
+    fields = TrainConfig.__dataclass_fields__
+    return "rag train-reader " + " ".join(
+        f"--{k} {v}" for k, v in asdict(cfg).items()
+        if k in ("layers", "epochs", "steps", "lr", "seed")
+        or (k in ("init", "reworded", "keep") and v != fields[k].default))
 
 
 def model_card_md(c: dict[str, Any]) -> str:
@@ -126,9 +156,24 @@ def model_card_md(c: dict[str, Any]) -> str:
     rel = "\n".join(f"| {b['lo']:.1f}-{b['hi']:.1f} | {b['n']} | {b['mean_predicted']:.3f} | "
                     f"{b['observed']:.3f} |" for b in h["int8"]["passage_reliability"])
     cal = c["calibration"]
-    sel = "\n".join(f"| {r['head']} | {r['k']} | {r['recall@1']:.3f} | {r['mrr@10']:.3f} | "
+    sel = "\n".join(f"| {r['head']} | {r['k']} | {r.get('abstain_features', 'reader + fast features')} | "
+                    f"{r['recall@1']:.3f} | {r['mrr@10']:.3f} | "
                     f"{r['abstain_recall']:.3f} | {r['false_abstain_rate']:.3f} | "
+                    f"{_num(r.get('reworded_false_abstain'))} | "
                     f"{r['pair_auc']:.3f} |" for r in cal.get("selection", []))
+    rw = h["int8"].get("reworded")
+    rw_line = (f"\nRewordings of {rw['questions']} of these questions "
+               f"({rw.get('unanswerable', 0)} unanswerable), phrased away from the text "
+               f"(`rag/train/data/reworded-train.jsonl`): fast path R@1 / MRR "
+               f"{rw['fast']['recall@1']:.3f} / {rw['fast']['mrr@10']:.3f}, with the reader "
+               f"{rw['reader']['recall@1']:.3f} / {rw['reader']['mrr@10']:.3f}, false abstain "
+               f"{rw['reader']['false_abstain_rate']:.3f}, abstain recall "
+               f"{_num(rw['reader'].get('abstain_recall'))} (int8, cross-fitted; the threshold "
+               "holds the false-abstain limit on them and on the original questions "
+               "separately).\n") if rw else ""
+    legs = c["training"].get("legs", [])
+    legs_md = "".join(f"\n  - leg {i + 1}: `{leg['command']}`, {leg['seconds'] / 60:.0f} min"
+                      for i, leg in enumerate(legs)) if len(legs) > 1 else ""
     return f"""# {c['name']}: the reader's model card
 
 A cross-encoder that reads `{c['inputs']}` and gives {c['heads']}. Trained here, on CPU.
@@ -139,7 +184,7 @@ A cross-encoder that reads `{c['inputs']}` and gives {c['heads']}. Trained here,
 - Command: `{c['command']}` (seed {c['training']['config']['seed']}); the training steps took
   {c['training']['seconds'] / 60:.0f} min on {c['training']['cpu']} ({c['training'].get('threads', '?')}
   threads of {c['training'].get('cores', '?')} cores, {c['training'].get('precision', 'fp32')}),
-  plus ~1 min of data preparation per start.
+  plus ~1 min of data preparation per start.{legs_md}
 - Files: {', '.join(f'`{f}` (sha256 `{c["sha256"][f]}`)' for f in c['files'].values())}.
 - Calibration (on {cal['split']}, through the real query pipeline, reading the top
   {cal['candidates']} passages): a passage's P(its window holds the answer) =
@@ -149,7 +194,7 @@ A cross-encoder that reads `{c['inputs']}` and gives {c['heads']}. Trained here,
   passages get one, {h['int8']['answers']['precision']:.1%} of those right);
   passages ordered by logit + {cal['fusion_weight']} x fused score; `answerable` when
   P(answerable) >= {cal['threshold']:.4f}, a logistic model of the best logit and the fast
-  path's answer features ({', '.join(f'{n} {w:+.3f}' for n, w in zip(cal['abstain']['features'], cal['abstain']['weights']))}; bias {cal['abstain']['bias']:+.3f}),
+  path's answer features, of which {cal.get('abstain_features', 'reader + fast features')} ({', '.join(f'{n} {w:+.3f}' for n, w in zip(cal['abstain']['features'], cal['abstain']['weights']))}; bias {cal['abstain']['bias']:+.3f}),
   at the highest threshold with false-abstain <= {cal['max_false_abstain']} there.
 
 ## Held-out training articles (never trained on)
@@ -160,7 +205,7 @@ figures are cross-fitted (each half judged by the operating point fitted on the 
 | model | fast path R@1 / MRR | with reader R@1 / MRR | abstain recall / false abstain | pair AUC | ECE | read ms (mean) |
 |---|---|---|---|---|---|---|
 {chr(10).join(rows)}
-
+{rw_line}
 Reliability of the int8 reader (passages read; P vs the share whose window held the answer):
 
 | P | passages | mean P | observed |
@@ -170,11 +215,12 @@ Reliability of the int8 reader (passages read; P vs the share whose window held 
 ## Heads and passages read, chosen on the held-out training articles
 
 Cross-fitted figures for each score (the relevance head's logit, the span head's null-score
-margin over [CLS], their sum) and each number of passages read; the choice (highest MRR +
-abstain recall, 8 passages only if they gain 0.01 over 4): **{cal['head']}, {cal['candidates']}**.
+margin over [CLS], their sum), each number of passages read and each set of answerability
+features; the choice (highest MRR + abstain recall, 8 passages only if they gain 0.01 over
+4): **{cal['head']}, {cal['candidates']}, {cal.get('abstain_features', 'reader + fast features')}**.
 
-| head | read | R@1 | MRR | abstain recall | false abstain | pair AUC |
-|---|---|---|---|---|---|---|
+| head | read | answerability features | R@1 | MRR | abstain recall | false abstain | reworded false abstain | pair AUC |
+|---|---|---|---|---|---|---|---|---|
 {sel}
 
 The project's gold sets and the SQuAD validation articles are reported in the README, never

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..search.reader import windows as W
 from . import pairs as P
+from . import reworded as R
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ class TrainConfig:
     articles: int = 0  # 0: all training articles; >0: the first N (tests, trials)
     precision: str = "auto"  # auto: bfloat16 autocast where the CPU has AMX/AVX512-BF16, else fp32
     bucket: int = 64  # batches sorted by length together (less padding); 1: no bucketing
+    init: str = ""  # a checkpoint whose weights start this run (a new leg: fresh optimiser)
+    reworded: str = ""  # reworded questions (``reworded.load``) joining their articles
+    keep: float = 1.0  # share of the original questions kept (every reworded one is)
 
 
 def cpu_flags() -> set[str]:
@@ -170,8 +174,10 @@ def train(cfg: TrainConfig) -> Path:
     train_arts, _ = P.split_articles(articles, cfg.seed)
     if cfg.articles:
         train_arts = train_arts[: cfg.articles]
+    if cfg.reworded:
+        train_arts = R.add(train_arts, R.load(Path(cfg.reworded)))
     t0 = time.perf_counter()
-    data = P.build(train_arts, cfg.seed)
+    data = P.build(train_arts, cfg.seed, keep=cfg.keep)
     log.info("%d training pairs from %d articles in %.0f s", len(data), len(train_arts),
              time.perf_counter() - t0)
     lengths = np.asarray([len(x.ids) for x in data])
@@ -196,6 +202,9 @@ def train(cfg: TrainConfig) -> Path:
         step = state["step"]
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed at step %d", step)
+    elif cfg.init:
+        model.load_state_dict(torch.load(cfg.init, weights_only=False)["model"])
+        log.info("weights from %s", cfg.init)
     if step >= total:
         return ckpt
     model.train()
