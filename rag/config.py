@@ -70,11 +70,11 @@ class Settings(BaseSettings):
     blas_query_threads: int = Field(1, ge=0, le=256)
     query_cache_size: int = Field(1024, ge=0)
 
-    # The reader (rag/models/reader: a 2-layer cross-encoder trained here; a 4-layer one in
-    # rag/models/reader-L4) reads the top
+    # The reader (rag/models/reader: a 4-layer cross-encoder trained here; the older 2-layer
+    # one in rag/models/reader-L2) reads the top
     # passages with the question: it reorders them, judges `answerable` and marks the answer.
-    # Off by default: on the project's gold sets it does not beat the fast path yet (README,
-    # "The reader"); "read": true per request, --read, or RAG_READ=1 turn it on.
+    # Off by default: it misses issue 23's quality and abstention targets (README, "The
+    # reader"); "read": true per request, --read, or RAG_READ=1 turn it on.
     read: bool = False
     reader_candidates: int = Field(4, ge=1, le=50)  # passages read per question (the top ones)
     reader_dir: Path | None = None  # None: the bundled model

@@ -323,6 +323,22 @@ def test_bundled_card_is_complete_and_calibration_increases() -> None:
     assert "SQuAD" in card["licence"] and "CC BY-SA 4.0" in card["licence"]
 
 
+def test_the_four_layer_card_records_both_legs_and_the_reworded_limit() -> None:
+    """The bundled reader (4 layers): the card lists every leg that made the weights and the
+    held-out figures on reworded questions its threshold was held to."""
+    from rag.train.fit import ABSTAIN_SETS
+
+    folder = bundled_dir()
+    card = json.loads((folder / "card.json").read_text())
+    legs = card["training"]["legs"]
+    assert len(legs) == 2 and "--init" in legs[1]["command"] and "--reworded" in legs[1]["command"]
+    assert card["calibration"]["abstain_features"] in ABSTAIN_SETS
+    rw = card["held_out"]["int8"]["reworded"]
+    assert rw["questions"] > 500 and 0 <= rw["reader"]["false_abstain_rate"] <= 0.1
+    r = Reader(folder)  # its files match the card's sha256
+    assert r.fingerprint.startswith("rag-reader-minilm-L4@")
+
+
 def test_bundled_reader_reorders_a_hand_made_case() -> None:
     """Retrieval put the wrong passage first by a hair (a near tie, where a reader should
     decide); the reader, reading both, prefers the one that answers, puts it first and marks
@@ -426,3 +442,29 @@ def test_passage_records_keep_their_shape() -> None:
         want = {"start": 16, "end": 20, "line_start": 1, "line_end": 1, "text": "1900",
                 "score": 0.75}
         assert {k: first["answer"][k] for k in want} == want
+
+
+def test_the_reworded_training_file_holds_training_questions_only() -> None:
+    """Rewordings come from the training file: none of the validation file's questions (the
+    acceptance sets are drawn from it), none of the held-back reworded set's."""
+    from rag.train import pairs as P
+    from rag.train import reworded as R
+
+    from .conftest import SHARED, need_shared
+
+    train, val = SHARED / "qa-train" / "train-v2.0-subset.json.gz", \
+        SHARED / "qa-train" / "validation-v2.0-subset.json.gz"
+    need_shared(train)
+    need_shared(val)
+
+    def ids(path: Path) -> dict[str, bool]:
+        return {str(qa["id"]): bool(qa.get("is_impossible")) for a in P.load_squad(path)
+                for p in a["paragraphs"] for qa in p["qas"]}
+
+    rw = R.load(R.DEFAULT)
+    train_ids, val_ids = ids(train), ids(val)
+    assert len(rw) > 4000 and set(rw) <= set(train_ids) and not set(rw) & set(val_ids)
+    assert 0.15 < np.mean([train_ids[i] for i in rw]) < 0.35  # unanswerable ones too
+    held = Path(__file__).parent.parent / "eval" / "reworded-squad-val.jsonl"
+    eval_questions = {json.loads(x)["question"] for x in held.read_text().splitlines()}
+    assert not eval_questions & set(rw.values())

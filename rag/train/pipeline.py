@@ -172,8 +172,10 @@ def model_card_md(c: dict[str, Any]) -> str:
                "holds the false-abstain limit on them and on the original questions "
                "separately).\n") if rw else ""
     legs = c["training"].get("legs", [])
-    legs_md = "".join(f"\n  - leg {i + 1}: `{leg['command']}`, {leg['seconds'] / 60:.0f} min"
-                      for i, leg in enumerate(legs)) if len(legs) > 1 else ""
+    legs_md = (f"\n  Its weights come from {len(legs)} legs, each started from the one before, "
+               f"{sum(leg['seconds'] for leg in legs) / 60:.0f} min of training steps in all:" +
+               "".join(f"\n  - leg {i + 1}: `{leg['command']}`, {leg['seconds'] / 60:.0f} min"
+                       for i, leg in enumerate(legs))) if len(legs) > 1 else ""
     return f"""# {c['name']}: the reader's model card
 
 A cross-encoder that reads `{c['inputs']}` and gives {c['heads']}. Trained here, on CPU.
@@ -181,7 +183,7 @@ A cross-encoder that reads `{c['inputs']}` and gives {c['heads']}. Trained here,
 - Base weights: {c['base']}.
 - Licence: {c['licence']}.
 - Data: {c['data']}.
-- Command: `{c['command']}` (seed {c['training']['config']['seed']}); the training steps took
+- Command: `{c['command']}` (seed {c['training']['config']['seed']}); its training steps took
   {c['training']['seconds'] / 60:.0f} min on {c['training']['cpu']} ({c['training'].get('threads', '?')}
   threads of {c['training'].get('cores', '?')} cores, {c['training'].get('precision', 'fp32')}),
   plus ~1 min of data preparation per start.{legs_md}
