@@ -100,9 +100,13 @@ def test_every_format_answers_the_dev_set_alike(four) -> None:  # type: ignore[n
     print("recall@5, MRR per format:", scores, "answers checked:", answers)
     assert answers == 4 * len(items) * searcher.settings.reader_candidates  # every read one
     base = scores["txt"]
+    # A PDF's text wraps at other places, so its chunks and the reader's windows differ a
+    # little and the reader may break a near tie the other way: formats may differ by at
+    # most one question's worth of MRR (one question from rank 1 to unranked); recall@5
+    # within 0.02.
     for fmt in FORMATS[1:]:
         assert abs(scores[fmt][0] - base[0]) <= 0.02, scores
-        assert abs(scores[fmt][1] - base[1]) <= 0.02, scores
+        assert abs(scores[fmt][1] - base[1]) <= 1 / len(items) + 1e-9, scores
 
 
 def test_pdf_highlight_boxes_cover_their_characters(four) -> None:  # type: ignore[no-untyped-def]
