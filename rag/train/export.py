@@ -31,10 +31,15 @@ def load_checkpoint(ckpt: Path):  # type: ignore[no-untyped-def]
 
 def export(ckpt: Path, out: Path) -> dict[str, Any]:
     """Write OUT/reader-fp32.onnx and OUT/reader-int8.onnx; their sha256 by name."""
+    model, _ = load_checkpoint(ckpt)
+    return export_model(model, out)
+
+
+def export_model(model: Any, out: Path) -> dict[str, Any]:
+    """``export`` for a torch reader already in memory (eval mode)."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    model, _ = load_checkpoint(ckpt)
     out.mkdir(parents=True, exist_ok=True)
     ids = torch.tensor([[101, 2054, 102, 2009, 2003, 102]] * 2)
     args = (ids, torch.ones_like(ids), torch.tensor([[0, 0, 0, 1, 1, 1]] * 2))
