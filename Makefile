@@ -89,7 +89,7 @@ bench: setup
 	$(BIN)/python bench/ocr_bench.py
 	$(BIN)/python bench/watch_bench.py  # /ask p50 idle and while a 200-file burst is indexed
 	$(BIN)/python bench/grants.py section --n $(GRANTS_N) --json bench/out/grants.json  # keys at 1M chunks
-	$(BIN)/python bench/reader_forward.py --json bench/out/reader_forward.json  # the reader's forward pass: 2/4/6 layers, int8 vs fp32
+	$(BIN)/python bench/reader_steps.py --serve-only --json bench/out/reader_serve.json  # the reader's forward pass: 2/4/6 layers, int8 vs fp32
 
 clean:
 	rm -rf $(VENV) index/CURRENT index/generations index/.lock

@@ -1,8 +1,12 @@
 """What the reader costs on this CPU: seconds per training step (2, 4, 6 layers; float32 vs
 bfloat16 autocast; full 96-token pairs vs 64-token ones, which length bucketing gives on
-average) and the ONNX Runtime forward pass at serve time (float32 vs int8, 4 and 8 windows).
+average) and the ONNX Runtime forward pass at serve time (float32 vs int8, 4 and 8 windows
+of 80 and 96 tokens, 1 and 2 threads).
 
-    .venv/bin/python bench/reader_steps.py [--steps 6] [--json OUT]
+    .venv/bin/python bench/reader_steps.py [--steps 6] [--serve-only] [--json OUT]
+
+ONNX Runtime's CPU provider has no bfloat16 kernels (a bf16 graph does not load), so bf16 is
+timed for training only.
 
 Training steps use the project's network() with word embeddings frozen, AdamW, batch 32,
 SDPA attention (transformers' default); median of the timed steps after two warm-up ones.
@@ -12,6 +16,7 @@ Weights are the untrained heads on MiniLM's first layers: cost does not depend o
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -55,31 +60,29 @@ def step_time(layers: int, bf16: bool, length: int, steps: int, batch: int = 32)
     return float(np.median(ts[2:]))
 
 
-def serve_time(layers: int, windows: int, tokens: int = 80, reps: int = 15) -> dict[str, float]:
+def serve_time(layers: int, windows: int, tokens: int = 80, threads: int = 2, reps: int = 30
+               ) -> dict[str, float]:
     """Median ms of one ONNX forward over ``windows`` pairs of ``tokens``, fp32 and int8
-    (2 intra-op threads, no spinning, as the service runs it)."""
+    (``threads`` intra-op threads, no spinning, as the service runs it)."""
     import onnxruntime as ort
-    import torch
 
-    from rag.train.export import FP32, INT8, export
+    from rag.train.export import FP32, INT8, export_model
+    from rag.train.trainer import network
 
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:
-        from rag.train.trainer import network
-
-        ck = Path(d) / "c.pt"
-        torch.save({"model": network(layers).state_dict(), "config": {"layers": layers}}, ck)
-        export(ck, Path(d))
+        export_model(network(layers).eval(), Path(d))
         ids = np.random.default_rng(0).integers(1000, 20000, (windows, tokens)).astype(np.int64)
         ids[:, 0] = 101
         feed = {"input_ids": ids, "attention_mask": np.ones_like(ids),
                 "token_type_ids": np.zeros_like(ids)}
         for kind, name in (("fp32", FP32), ("int8", INT8)):
             opts = ort.SessionOptions()
-            opts.intra_op_num_threads = 2
+            opts.intra_op_num_threads = threads
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             s = ort.InferenceSession(str(Path(d) / name), opts, providers=["CPUExecutionProvider"])
-            s.run(None, feed)
+            for _ in range(5):
+                s.run(None, feed)
             ts = []
             for _ in range(reps):
                 t = time.perf_counter()
@@ -92,6 +95,7 @@ def serve_time(layers: int, windows: int, tokens: int = 80, reps: int = 15) -> d
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--serve-only", action="store_true", help="the forward pass only (~2 min)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     import torch
@@ -103,7 +107,7 @@ def main() -> int:
                          "bf16_units": sorted({"amx_bf16", "avx512_bf16"} & cpu_flags()),
                          "auto_precision": "bf16" if use_bf16("auto") else "fp32",
                          "train": [], "serve": []}
-    for layers in (2, 4, 6):
+    for layers in () if args.serve_only else (2, 4, 6):
         for length in (96, 64):
             row = {"layers": layers, "tokens": length,
                    "fp32_s": step_time(layers, False, length, args.steps),
@@ -111,8 +115,9 @@ def main() -> int:
             r["train"].append(row)
             print(json.dumps(row), flush=True)
     for layers in (2, 4, 6):
-        for windows in (4, 8):
-            row = {"layers": layers, "windows": windows, **serve_time(layers, windows)}
+        for windows, tokens, threads in itertools.product((4, 8), (80, 96), (2, 1)):
+            row = {"layers": layers, "windows": windows, "tokens": tokens, "threads": threads,
+                   **serve_time(layers, windows, tokens, threads)}
             r["serve"].append(row)
             print(json.dumps(row), flush=True)
     if args.json:
