@@ -256,31 +256,28 @@ def figures(reads: list[Read], op: dict[str, Any], max_false_abstain: float,
     rw = reworded_mask(reads)
     (conf, abstained), read = cross_fitted(reads, max_false_abstain, columns)
     abstained = abstained.astype(bool)
-    keep = [i for i, r in enumerate(reads) if r.item.answerable]
-    read_orig = [k for i, k in zip(keep, read) if not rw[i]]
-    read_rw = [k for i, k in zip(keep, read) if rw[i]]
-    fast_all = ranks_with(reads, None)
-    fast = [k for i, k in zip(keep, fast_all) if not rw[i]]
-    fast_rw = [k for i, k in zip(keep, fast_all) if rw[i]]
     ans = op["answerable"]
-    orig = ~rw
+    answered = rw[ans]  # the reworded flags of the answerable questions, in ``read``'s order
+
+    def ranks(rs: list[int | None], reworded: bool) -> dict[str, float]:
+        mine = [k for k, r in zip(rs, answered) if r == reworded]
+        return {"recall@1": recall_at(mine, 1), "mrr@10": mrr(mine)}
+
+    def rate(mask: np.ndarray, empty: float | None = 0.0) -> float | None:
+        return float(abstained[mask].mean()) if mask.any() else empty
+
+    fast = ranks_with(reads, None)
     pas = reliability(op["platt"](op["logits"]), op["holds"])
     q = reliability(conf, ans)
     return {
-        "questions": int(orig.sum()), "unanswerable": int((~ans & orig).sum()),
-        "fast": {"recall@1": recall_at(fast, 1), "mrr@10": mrr(fast)},
-        "reader": {"recall@1": recall_at(read_orig, 1), "mrr@10": mrr(read_orig),
-                   "abstain_recall": float(abstained[~ans & orig].mean())
-                   if (~ans & orig).any() else 0.0,
-                   "false_abstain_rate": float(abstained[ans & orig].mean())
-                   if (ans & orig).any() else 0.0},
+        "questions": int((~rw).sum()), "unanswerable": int((~ans & ~rw).sum()),
+        "fast": ranks(fast, False),
+        "reader": {**ranks(read, False), "abstain_recall": rate(~ans & ~rw),
+                   "false_abstain_rate": rate(ans & ~rw)},
         "reworded": {"questions": int(rw.sum()), "unanswerable": int((~ans & rw).sum()),
-                     "fast": {"recall@1": recall_at(fast_rw, 1), "mrr@10": mrr(fast_rw)},
-                     "reader": {"recall@1": recall_at(read_rw, 1), "mrr@10": mrr(read_rw),
-                                "false_abstain_rate": float(abstained[ans & rw].mean())
-                                if (ans & rw).any() else 0.0,
-                                "abstain_recall": float(abstained[~ans & rw].mean())
-                                if (~ans & rw).any() else None}} if rw.any() else None,
+                     "fast": ranks(fast, True),
+                     "reader": {**ranks(read, True), "false_abstain_rate": rate(ans & rw),
+                                "abstain_recall": rate(~ans & rw, None)}} if rw.any() else None,
         "passage_reliability": [asdict(b) for b in pas],
         "passage_ece": expected_calibration_error(pas),
         "question_reliability": [asdict(b) for b in q],

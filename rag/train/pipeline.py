@@ -61,7 +61,7 @@ def card(cfg: TrainConfig, shas: dict[str, str], cal: dict[str, Any], train_s: f
                         "fusion_weight": chosen["fusion_weight"],
                         "max_false_abstain": cal["max_false_abstain"],
                         "candidates": cal["candidates"], "split": cal["split"],
-                        "abstain_features": cal.get("abstain_features", "reader + fast features"),
+                        "abstain_features": cal["abstain_features"],
                         "selection": cal["selection"]},
         "held_out": {"int8": cal["int8"]["figures"], "fp32": cal["fp32"]["figures"],
                      "fp32_operating_point": {k: cal["fp32"][k] for k in
