@@ -1,7 +1,7 @@
 """What the reader costs on this CPU: seconds per training step (2, 4, 6 layers; float32 vs
 bfloat16 autocast; full 96-token pairs vs 64-token ones, which length bucketing gives on
-average) and the ONNX Runtime forward pass at serve time (float32 vs int8, 4 and 8 windows
-of 80 and 96 tokens, 1 and 2 threads).
+average) and the ONNX Runtime forward pass at serve time (float32 vs int8, int8 with idle threads
+spinning or sleeping, 4 and 8 windows of 80 and 96 tokens, 1 and 2 threads).
 
     .venv/bin/python bench/reader_steps.py [--steps 6] [--serve-only] [--json OUT]
 
@@ -63,7 +63,9 @@ def step_time(layers: int, bf16: bool, length: int, steps: int, batch: int = 32)
 def serve_time(layers: int, windows: int, tokens: int = 80, threads: int = 2, reps: int = 30
                ) -> dict[str, float]:
     """Median ms of one ONNX forward over ``windows`` pairs of ``tokens``, fp32 and int8
-    (``threads`` intra-op threads, no spinning, as the service runs it)."""
+    (``threads`` intra-op threads, idle threads sleeping, as the service runs concurrent
+    reads), and int8 with idle threads spinning (``int8_spin``: a read with none other in
+    flight)."""
     import onnxruntime as ort
 
     from rag.train.export import FP32, INT8, export_model
@@ -76,10 +78,11 @@ def serve_time(layers: int, windows: int, tokens: int = 80, threads: int = 2, re
         ids[:, 0] = 101
         feed = {"input_ids": ids, "attention_mask": np.ones_like(ids),
                 "token_type_ids": np.zeros_like(ids)}
-        for kind, name in (("fp32", FP32), ("int8", INT8)):
+        for kind, name, spin in (("fp32", FP32, "0"), ("int8", INT8, "0"),
+                                 ("int8_spin", INT8, "1")):
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
             s = ort.InferenceSession(str(Path(d) / name), opts, providers=["CPUExecutionProvider"])
             for _ in range(5):
                 s.run(None, feed)

@@ -115,6 +115,8 @@ def test_int8_questions_are_close_deterministic_and_never_batched(real_index, re
     assert not q8.query_batching
     qs = dev_questions()
     alone = np.stack([q8.embed_query(q) for q in qs])
+    # before the reader, threads that sleep at once: the same vectors
+    np.testing.assert_array_equal(np.stack([q8.embed_query(q, spin=False) for q in qs]), alone)
     fp32 = real_embedder.embed(qs)
     cos = (alone * fp32).sum(axis=1)
     assert cos.min() > 0.95 and not np.allclose(alone, fp32, atol=1e-4)  # int8 really used

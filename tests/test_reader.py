@@ -240,15 +240,18 @@ def test_a_second_leg_starts_from_the_first_and_learns_rewordings(tiny_run: Path
     argv = ["train-reader", "--data", str(data), "--out", str(tmp_path / "leg2"), "--install",
             str(tmp_path / "model"), "--layers", "2", "--steps", "1", "--batch", "4",
             "--init", str(tiny_run / "out" / "checkpoint.pt"), "--reworded", str(rw),
-            "--keep", "0.5"]
+            "--keep", "0.5", "--candidates", "4"]
     assert main(argv) == 0
     card = json.loads((tmp_path / "model" / "card.json").read_text())
+    cal = card["calibration"]  # a fixed k still chooses the head and features, at that k only
+    assert cal["candidates"] == 4 and {r["k"] for r in cal["selection"]} == {4}
+    assert {r["head"] for r in cal["selection"]} == {"relevance", "null", "both"}
     legs = card["training"]["legs"]
     assert len(legs) == 2 and "--steps 3" in legs[0]["command"] and "--init" in legs[1]["command"]
     held = card["held_out"]["int8"]
     assert held["questions"] == 4 and held["reworded"]["questions"] == 2  # its 2 answerable ones
     assert "leg 2" in (tmp_path / "model" / "README.md").read_text()
-    assert main([*argv[:-4], "--reworded", str(tmp_path / "missing.jsonl")]) != 0
+    assert main([*argv[:-6], "--reworded", str(tmp_path / "missing.jsonl")]) != 0
 
 
 def test_rewordings_join_their_articles_without_changing_the_input() -> None:
@@ -357,6 +360,25 @@ def test_bundled_reader_reorders_a_hand_made_case() -> None:
     assert right[s:e] == "1887"
 
 
+def test_the_lone_and_the_shared_sessions_give_the_same_logits() -> None:
+    """A read with no other in flight runs on spinning threads, concurrent ones on sleeping
+    threads: the same model, so the same numbers, and the count of reads in flight returns
+    to zero (also after a failed run)."""
+    r = Reader()
+    q = W.question_ids("In what year was the bridge opened?")
+    encs = W.encode(["The bridge was opened in 1887.", "It is 240 metres long."])
+    ids, mask, types = W.batch([W.pair(q, e, W.window_around(e, 0, 5, W.budget_for(q)))
+                                for e in encs], [len(q)] * 2)
+    feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    for a, b in zip(r._alone.run(None, feed), r._session.run(None, feed)):
+        np.testing.assert_array_equal(a, b)
+    assert r._alone is not r._session and r._in_flight == 0
+    r.logits(ids, mask, types)
+    with pytest.raises(Exception):  # noqa: B017 - ONNX Runtime's own error type
+        r.logits(ids[:, :3], mask, types)  # shapes disagree
+    assert r._in_flight == 0
+
+
 def test_searcher_reads_when_asked_and_keeps_the_fast_path(real_index: Settings, real_embedder,  # type: ignore[no-untyped-def]
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from rag.search.searcher import Searcher
@@ -424,6 +446,7 @@ def test_concurrent_questions_share_both_models_correctly(real_index: Settings,
     for t in threads:
         t.join(120)
     assert not errors and got == want
+    assert s.reader._in_flight == 0
 
 
 def test_passage_records_keep_their_shape() -> None:

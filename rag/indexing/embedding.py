@@ -49,8 +49,9 @@ class Embedder(Protocol):
         """L2-normalised float32 vectors, one row per text."""
         ...
 
-    def embed_query(self, text: str) -> np.ndarray:
-        """One question's unit vector."""
+    def embed_query(self, text: str, spin: bool = True) -> np.ndarray:
+        """One question's unit vector (``spin=False``: the model's idle threads must sleep,
+        because more ONNX work follows at once)."""
         ...
 
 
@@ -215,17 +216,19 @@ class SentenceTransformerEmbedder:
                                 show_progress_bar=False)
         return normalize(v)
 
-    def embed_query(self, text: str) -> np.ndarray:
+    def embed_query(self, text: str, spin: bool = True) -> np.ndarray:
         """One question's unit vector (int8 model if asked for; always a batch of one).
 
         One encode at a time: concurrent ONNX runs on 2 cores only fight over them (HTTP at
         32 clients, wrk: 89 req/s, p99 679 ms unserialised; 117 req/s, p99 321 ms with it).
         A question that arrives alone runs on a session whose threads spin (~0.9 ms faster);
         when others are asking too, on one whose threads sleep, leaving the cores to the
-        request threads. Both hold the same int8 model: the same vector either way (tested)."""
+        request threads. Both hold the same int8 model: the same vector either way (tested).
+        ``spin=False`` when the reader runs next: threads still spinning after this encode
+        slowed its forward pass by ~3 ms of 19 (6 layers; bench/RESULTS.md section 18)."""
         if self._query is None:
             return self.embed([text])[0]
-        alone = not self._lock.locked()  # nobody encoding (or queued behind the lock) now
+        alone = spin and not self._lock.locked()  # nobody encoding (or queued) now
         model = self._query_alone if alone and self._query_alone is not None else self._query
         with self._lock:
             return model.encode([text], 1)[0]
@@ -343,7 +346,7 @@ class FakeEmbedder:
                 out[i, d] += 1.0
         return normalize(out)
 
-    def embed_query(self, text: str) -> np.ndarray:
+    def embed_query(self, text: str, spin: bool = True) -> np.ndarray:
         """One question's unit vector."""
         return self.embed([text])[0]
 

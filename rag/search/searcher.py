@@ -344,11 +344,17 @@ class Searcher:
 
     # -- the pipeline --------------------------------------------------------
 
-    def embed_query(self, question: str) -> np.ndarray:
-        """The question's unit vector, through the LRU cache."""
+    def embed_query(self, question: str, spin: bool = True) -> np.ndarray:
+        """The question's unit vector, through the LRU cache. ``spin=False`` when the reader
+        reads next: the embedding model's threads then sleep as soon as they are done
+        instead of spinning on the cores the reader needs."""
         v = self.cache.get(question)
         if v is None:
-            v = self._encode_one(question)
+            e = self.embedder
+            if spin or getattr(e, "query_batching", True):
+                v = self._encode_one(question)
+            else:
+                v = e.embed_query(question, spin=False)
             self.cache.put(question, v)
         return v
 
@@ -402,7 +408,8 @@ class Searcher:
             raise ConfigError(f"mode={mode!r} is not one of {', '.join(MODES)}")
         if not question:
             raise ConfigError("the question is empty; ask something")
-        qv = self.embed_query(question)
+        reading = self.settings.read if read is None else read
+        qv = self.embed_query(question, spin=not reading)
         t1 = time.perf_counter()
 
         if files:
@@ -441,7 +448,7 @@ class Searcher:
         answerable = confidence >= self.abstainer.threshold
         t3 = time.perf_counter()
         reader = None
-        if (self.settings.read if read is None else read) and passages:
+        if reading and passages:
             reader = self.reader
             n = min(len(passages), self.settings.reader_candidates)
             centres = [self.reader_centre(state, row, c, gen) for row, _, c in chosen[:n]]

@@ -529,8 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-articles", type=int, default=0,
                    help="calibrate on the first N held-out articles only")
     p.add_argument("--candidates", type=int, default=0,
-                   help="passages read per question (0: choose 4 or 8, and the head, on the "
-                        "held-out training articles)")
+                   help="passages read per question (0: choose 4 or 8 on the held-out training "
+                        "articles; the head and the answerability features are chosen there "
+                        "either way)")
     p.set_defaults(func=cmd_train_reader)
 
     p = sub.add_parser("convert-squad", help="turn a SQuAD v1.1/v2.0 file into corpus + gold")

@@ -290,14 +290,14 @@ READS = (4, 8)  # passages read per question, compared on the selection split
 K_MARGIN = 0.01  # reading 8 must gain this much (MRR + abstain recall) to pay its latency
 
 
-def selection(reads: list[Read], max_false_abstain: float
+def selection(reads: list[Read], max_false_abstain: float, ks: tuple[int, ...] = READS
               ) -> tuple[list[dict[str, Any]], tuple[str, int, str]]:
-    """Every head x k x answerability feature set on the selection split, cross-fitted, and
-    the choice: the highest MRR + abstain recall (at the false-abstain limits), 8 passages
-    only if they beat 4 by K_MARGIN (pure)."""
+    """Every head x k (of ``ks``) x answerability feature set on the selection split,
+    cross-fitted, and the choice: the highest MRR + abstain recall (at the false-abstain
+    limits), 8 passages only if they beat 4 by K_MARGIN (pure)."""
     rows = []
     for head in HEADS:
-        for k in READS:
+        for k in ks:
             rs = [variant(r, head, k) for r in reads]
             for name, cols in ABSTAIN_SETS.items():
                 f = figures(rs, operating_point(rs, max_false_abstain, cols), max_false_abstain,
@@ -314,9 +314,11 @@ def selection(reads: list[Read], max_false_abstain: float
                              if rw else None,
                              "pair_auc": f["pair_auc"],
                              "criterion": f["reader"]["mrr@10"] + f["reader"]["abstain_recall"]})
-    best = {k: max((r for r in rows if r["k"] == k), key=lambda r: r["criterion"])
-            for k in READS}
-    pick = best[8] if best[8]["criterion"] >= best[4]["criterion"] + K_MARGIN else best[4]
+    best = {k: max((r for r in rows if r["k"] == k), key=lambda r: r["criterion"]) for k in ks}
+    pick = best[min(ks)]
+    for k in sorted(ks)[1:]:  # reading more must pay for its latency
+        if best[k]["criterion"] >= pick["criterion"] + K_MARGIN:
+            pick = best[k]
     return rows, (pick["head"], pick["k"], pick["abstain_features"])
 
 
@@ -324,9 +326,10 @@ def calibrate(reader_dir: Path, data: Path, seed: int, work: Path, candidates: i
               max_false_abstain: float, articles: int = 0,
               reworded: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The calibration block of the card, with held-out figures for int8 and float32.
-    ``candidates`` 0: choose the head, k and the answerability features on the selection
-    split (``selection``); otherwise read that many, scored by the relevance head, the
-    answerability model on every feature. ``reworded``: rewordings of held-out questions."""
+    The head and the answerability features are chosen on the selection split
+    (``selection``), and so is how many passages to read (4 or 8) when ``candidates`` is 0;
+    otherwise exactly ``candidates`` are read. ``reworded``: rewordings of held-out
+    questions."""
     t0 = time.perf_counter()
     gold, n = calibration_corpus(data, seed, work, articles, reworded)
     settings = index_corpus(work)
@@ -335,20 +338,16 @@ def calibrate(reader_dir: Path, data: Path, seed: int, work: Path, candidates: i
                            "max_false_abstain": max_false_abstain}
     int8 = Reader(reader_dir, quantized=True, threads=0)
     t8 = time.perf_counter()
-    if candidates:
-        head, k, table = "relevance", candidates, list[dict[str, Any]]()
-        feats = "reader + fast features"
-        reads8 = read_all(int8, asked, k)
-    else:
-        reads8 = read_all(int8, asked, max(READS))
-        table, (head, k, feats) = selection(reads8, max_false_abstain)
+    ks = (candidates,) if candidates else READS
+    reads8 = read_all(int8, asked, max(ks))
+    table, (head, k, feats) = selection(reads8, max_false_abstain, ks)
     t_read8 = time.perf_counter() - t8
     cols = ABSTAIN_SETS[feats]
     out.update({"head": head, "candidates": k, "abstain_features": feats, "selection": table})
     for kind in ("int8", "fp32"):
         if kind == "int8":  # the readings already made, their first k (time scaled to k)
             reads = [variant(r, head, k) for r in reads8]
-            read_s = t_read8 if candidates else t_read8 * k / max(READS)
+            read_s = t_read8 * k / max(ks)
         else:
             t1 = time.perf_counter()
             reads = [variant(r, head, k) for r in
