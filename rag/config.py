@@ -70,8 +70,8 @@ class Settings(BaseSettings):
     blas_query_threads: int = Field(1, ge=0, le=256)
     query_cache_size: int = Field(1024, ge=0)
 
-    # The reader (rag/models/reader: a 4-layer cross-encoder trained here; the older 2-layer
-    # one in rag/models/reader-L2) reads the top
+    # The reader (rag/models/reader: a 6-layer cross-encoder trained here; the older 4-layer
+    # one in rag/models/reader-L4) reads the top
     # passages with the question: it reorders them, judges `answerable` and marks the answer.
     # Off by default: it misses issue 23's quality and abstention targets (README, "The
     # reader"); "read": true per request, --read, or RAG_READ=1 turn it on.

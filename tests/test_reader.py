@@ -326,9 +326,10 @@ def test_bundled_card_is_complete_and_calibration_increases() -> None:
     assert "SQuAD" in card["licence"] and "CC BY-SA 4.0" in card["licence"]
 
 
-def test_the_four_layer_card_records_both_legs_and_the_reworded_limit() -> None:
-    """The bundled reader (4 layers): the card lists every leg that made the weights and the
-    held-out figures on reworded questions its threshold was held to."""
+def test_the_bundled_card_records_both_legs_and_the_reworded_limit() -> None:
+    """The bundled reader (6 layers, 4 passages read): the card lists every leg that made the
+    weights and the held-out figures on reworded questions its threshold was held to; the
+    previous default (4 layers) still loads from its folder."""
     from rag.train.fit import ABSTAIN_SETS
 
     folder = bundled_dir()
@@ -338,8 +339,10 @@ def test_the_four_layer_card_records_both_legs_and_the_reworded_limit() -> None:
     assert card["calibration"]["abstain_features"] in ABSTAIN_SETS
     rw = card["held_out"]["int8"]["reworded"]
     assert rw["questions"] > 500 and 0 <= rw["reader"]["false_abstain_rate"] <= 0.1
+    assert card["calibration"]["candidates"] == Settings().reader_candidates == 4
     r = Reader(folder)  # its files match the card's sha256
-    assert r.fingerprint.startswith("rag-reader-minilm-L4@")
+    assert r.fingerprint.startswith("rag-reader-minilm-L6@")
+    assert Reader(folder.parent / "reader-L4").fingerprint.startswith("rag-reader-minilm-L4@")
 
 
 def test_bundled_reader_reorders_a_hand_made_case() -> None:
