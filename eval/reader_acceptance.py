@@ -53,6 +53,7 @@ def f1(pred: str, gold: str) -> float:
 def run(searcher: Searcher, items: list[GoldItem], read: bool) -> dict[str, Any]:
     """One path over every item: ranks, abstentions, answers, latencies."""
     ranks, abstained, answerable, ms = [], [], [], []
+    further = 0  # questions the reader read past its first passages (unsure ones)
     shown = shown_right = eligible = 0
     ems: list[float] = []
     f1s: list[float] = []
@@ -60,6 +61,7 @@ def run(searcher: Searcher, items: list[GoldItem], read: bool) -> dict[str, Any]
         t = time.perf_counter()
         a = searcher.ask(it.question, 10, "hybrid", read=read)
         ms.append(1000 * (time.perf_counter() - t))
+        further += sum(p.read is not None for p in a.passages) > searcher.settings.reader_candidates
         answerable.append(it.answerable)
         abstained.append(not a.answerable)
         if not it.answerable:
@@ -84,6 +86,7 @@ def run(searcher: Searcher, items: list[GoldItem], read: bool) -> dict[str, Any]
         "false_abstain_rate": float(ab[an].mean()) if an.any() else None,
         "ms_p50": float(np.percentile(ms, 50)), "ms_p95": float(np.percentile(ms, 95))}
     if read:
+        out["read_further_share"] = further / len(items) if items else None
         out["answers"] = {"eligible": eligible, "shown": shown,
                           "shown_rate": shown / eligible if eligible else None,
                           "right_share": shown_right / shown if shown else None,

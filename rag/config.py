@@ -76,7 +76,8 @@ class Settings(BaseSettings):
     # Off by default: it misses issue 23's quality and abstention targets (README, "The
     # reader"); "read": true per request, --read, or RAG_READ=1 turn it on.
     read: bool = False
-    reader_candidates: int = Field(4, ge=1, le=50)  # passages read per question (the top ones)
+    # passages read first (the top ones); the card's read_more follow when none reads well
+    reader_candidates: int = Field(4, ge=1, le=50)
     reader_dir: Path | None = None  # None: the bundled model
     reader_quantized: bool = True  # int8 (measured: same figures, ~2x faster; README)
     reader_threads: int = Field(0, ge=0, le=256)  # ONNX Runtime intra-op threads (0: per core)

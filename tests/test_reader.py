@@ -181,6 +181,8 @@ def test_training_command_end_to_end(tiny_run: Path) -> None:
     card = json.loads((tiny_run / "model" / "card.json").read_text())
     assert card["training"]["config"]["steps"] == 3
     assert card["held_out"]["int8"]["questions"] == 4  # 1 held-out article, 4 questions
+    sel = card["calibration"]["selection"]  # without --read-further: 4 or 8 for every question
+    assert {r["more_share"] for r in sel} == {0.0} and {r["k"] for r in sel} == {4, 8}
     assert (tiny_run / "model" / "README.md").read_text().startswith("# rag-reader-minilm-L2")
     r = Reader(tiny_run / "model")
     got = r.read("What is the population of Town00?",
@@ -240,18 +242,19 @@ def test_a_second_leg_starts_from_the_first_and_learns_rewordings(tiny_run: Path
     argv = ["train-reader", "--data", str(data), "--out", str(tmp_path / "leg2"), "--install",
             str(tmp_path / "model"), "--layers", "2", "--steps", "1", "--batch", "4",
             "--init", str(tiny_run / "out" / "checkpoint.pt"), "--reworded", str(rw),
-            "--keep", "0.5", "--candidates", "4"]
+            "--keep", "0.5", "--candidates", "4", "--read-further"]
     assert main(argv) == 0
     card = json.loads((tmp_path / "model" / "card.json").read_text())
     cal = card["calibration"]  # a fixed k still chooses the head and features, at that k only
     assert cal["candidates"] == 4 and {r["k"] for r in cal["selection"]} == {4}
+    assert {r["more_share"] for r in cal["selection"]} == {0.0, 0.1, 0.2, 0.3}
     assert {r["head"] for r in cal["selection"]} == {"relevance", "null", "both"}
     legs = card["training"]["legs"]
     assert len(legs) == 2 and "--steps 3" in legs[0]["command"] and "--init" in legs[1]["command"]
     held = card["held_out"]["int8"]
     assert held["questions"] == 4 and held["reworded"]["questions"] == 2  # its 2 answerable ones
     assert "leg 2" in (tmp_path / "model" / "README.md").read_text()
-    assert main([*argv[:-6], "--reworded", str(tmp_path / "missing.jsonl")]) != 0
+    assert main([*argv[:-7], "--reworded", str(tmp_path / "missing.jsonl")]) != 0
 
 
 def test_rewordings_join_their_articles_without_changing_the_input() -> None:
@@ -412,6 +415,54 @@ def test_searcher_reads_when_asked_and_keeps_the_fast_path(real_index: Settings,
     assert len(shown) == n
     for p in shown:
         assert_exact_passage(texts[p.file], p, p.file)
+
+
+def test_unsure_questions_read_further_and_the_shown_list_keeps_its_length(
+        real_index: Settings, real_embedder, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The card's rule: when the best of the first readings scores below read_more_below,
+    the next read_more passages are read too, even past the passages shown; the answer
+    still shows top_k passages, every span exact."""
+    from rag.search.searcher import Searcher
+
+    s = Searcher(real_index.model_copy(update={"read": True}), embedder=real_embedder)
+    s.cache.size = 0
+    q = "What share of the world's population lives in SCO countries?"
+    r = s.reader
+    calls: list[int] = []
+    real_read = r.read
+    monkeypatch.setattr(r, "read", lambda q, ps: calls.append(len(ps)) or real_read(q, ps))
+    monkeypatch.setattr(r, "read_more", 4)
+    monkeypatch.setattr(r, "read_more_below", float("-inf"))  # never unsure
+    sure = s.ask(q, 5)
+    assert calls == [4] and sum(p.read is not None for p in sure.passages) == 4
+    monkeypatch.setattr(r, "read_more_below", float("inf"))  # always unsure
+    calls.clear()
+    unsure = s.ask(q, 5)
+    assert calls == [4, 4] and len(unsure.passages) == 5
+    assert all(p.read is not None for p in unsure.passages)  # 8 read, the best 5 shown
+    assert [p.rank for p in unsure.passages] == [1, 2, 3, 4, 5]
+    calls.clear()
+    assert len(s.ask(q, 2).passages) == 2 and calls == [4, 4]  # reads past a short list
+    for p in unsure.passages:
+        assert_exact_passage(file_text(real_index.corpus_dir / p.file), p, p.file)
+
+
+def test_reading_further_in_calibration_matches_the_service_rule() -> None:
+    from rag.train.fit import Read, read_further, unsure_cut
+
+    def read(logits: list[float]) -> Read:
+        a = np.array(logits)
+        z = np.zeros(len(a))
+        return Read(None, [], (), a, z.astype(bool), z, z.astype(bool), a, z)  # type: ignore[arg-type]
+
+    sure, unsure = read([3.0, 1, 0, 0, 9, 9, 9, 9]), read([-4.0, -5, -6, -7, 2, 0, 0, 0])
+    assert len(read_further(sure, "relevance", 4, 4, -1.0).logits) == 4
+    assert len(read_further(unsure, "relevance", 4, 4, -1.0).logits) == 8
+    assert len(read_further(unsure, "relevance", 4, 0, -1.0).logits) == 4  # none more
+    reads = [read([float(i), -9, -9, -9, 0, 0, 0, 0]) for i in range(10)]
+    assert unsure_cut(reads, "relevance", 4, 0.0) == float("-inf")
+    cut = unsure_cut(reads, "relevance", 4, 0.3)
+    assert sum(len(read_further(r, "relevance", 4, 4, cut).logits) == 8 for r in reads) == 3
 
 
 def test_concurrent_questions_share_both_models_correctly(real_index: Settings,

@@ -410,6 +410,10 @@ class Searcher:
             raise ConfigError("the question is empty; ask something")
         reading = self.settings.read if read is None else read
         qv = self.embed_query(question, spin=not reading)
+        # the reader may read past the passages shown (and bring one of them up)
+        shown = top_k
+        if reading:
+            top_k = max(top_k, self.settings.reader_candidates + self.reader.read_more)
         t1 = time.perf_counter()
 
         if files:
@@ -451,10 +455,12 @@ class Searcher:
         if reading and passages:
             reader = self.reader
             n = min(len(passages), self.settings.reader_candidates)
-            centres = [self.reader_centre(state, row, c, gen) for row, _, c in chosen[:n]]
-            passages, confidence = self.read(reader, gen, question, passages[:n], centres,
-                                             feats, passages[n:])
+            centres = [self.reader_centre(state, row, c, gen)
+                       for row, _, c in chosen[:n + reader.read_more]]
+            passages, confidence = self.read(reader, gen, question, passages, centres, n,
+                                             feats)
             answerable = confidence >= reader.threshold
+        passages = passages[:shown]
         t4 = time.perf_counter()
         m = gen.manifest
         timings = {"embed": round((t1 - t0) * 1000, 3), "search": round((t2 - t1) * 1000, 3),
@@ -470,15 +476,21 @@ class Searcher:
         return answer, feats
 
     def read(self, reader: Reader, gen: Generation, question: str, passages: list[Passage],
-             centres: list[tuple[int, int]], features: tuple[float, ...],
-             unread: list[Passage]) -> tuple[list[Passage], float]:
-        """The reader over the top passages, each read around its centre (passage offsets):
-        reordered, each with its probability and its answer span (placed in a converted
-        original like any span), the unread tail after them; P(answerable)."""
+             centres: list[tuple[int, int]], n: int, features: tuple[float, ...]
+             ) -> tuple[list[Passage], float]:
+        """The reader over the top ``n`` passages, each read around its centre (passage
+        offsets), and over the next ``reader.read_more`` when none of those reads like an
+        answer (the card's ``read_more_below``): reordered, each with its probability and
+        its answer span (placed in a converted original like any span), the unread tail
+        after them; P(answerable)."""
         from .reader.runtime import rerank
 
-        readings = reader.read(question, list(zip((p.text for p in passages), centres)))
-        out = rerank(passages + unread, readings, reader.fusion_weight, reader.answer_threshold)
+        texts = [p.text for p in passages]
+        readings = reader.read(question, list(zip(texts[:n], centres[:n])))
+        if reader.wants_more(readings) and len(passages) > n:
+            m = n + reader.read_more
+            readings += reader.read(question, list(zip(texts[n:m], centres[n:m])))
+        out = rerank(passages, readings, reader.fusion_weight, reader.answer_threshold)
         return ([replace(p, answer=gen.place_span(p.file, p.answer)) if p.answer else p
                  for p in out], reader.confidence(readings, features))
 

@@ -3,7 +3,8 @@ from training (``pairs.split_articles``), through the real query pipeline.
 
 The held-out articles become a corpus (`rag convert-squad`), indexed with the real
 embedding model; every question is asked on the fast path (hybrid, top 10), the reader reads
-the top ``candidates`` passages around their highlights, and from those readings:
+the top passages around their highlights (how many, and whether the least sure questions
+read further, is chosen here: ``selection``), and from those readings:
 
 - Platt scaling of the relevance logit against "the window read holds the gold answer";
 - the fusion weight (reader logit + w x fused score) with the best MRR, from a fixed grid;
@@ -70,6 +71,24 @@ def variant(r: Read, head: str, k: int) -> Read:
     return replace(r, logits=logits, window_holds=r.window_holds[:k],
                    answer_scores=r.answer_scores[:k], answer_hits=r.answer_hits[:k],
                    relevance=r.relevance[:k], null=r.null[:k])
+
+
+def read_further(r: Read, head: str, first: int, more: int, below: float) -> Read:
+    """The readings the service makes (``Searcher.read``): the first ``first`` passages, and
+    ``more`` after them when the best of the first scores below ``below`` (pure)."""
+    short = variant(r, head, first)
+    if more and len(short.logits) and float(short.logits.max()) < below:
+        return variant(r, head, first + more)
+    return short
+
+
+def unsure_cut(reads: list[Read], head: str, first: int, share: float) -> float:
+    """The score below which the best of the first ``first`` readings falls for ``share``
+    of the questions: they read further (pure; -inf for share 0)."""
+    if share <= 0:
+        return float("-inf")
+    best = [float(variant(r, head, first).logits.max()) for r in reads if len(r.logits)]
+    return float(np.quantile(best, share)) if best else float("-inf")
 
 
 def calibration_corpus(data: Path, seed: int, work: Path, articles: int = 0,
@@ -287,23 +306,41 @@ def figures(reads: list[Read], op: dict[str, Any], max_false_abstain: float,
 
 
 READS = (4, 8)  # passages read per question, compared on the selection split
-K_MARGIN = 0.01  # reading 8 must gain this much (MRR + abstain recall) to pay its latency
+READ_MORE = 4  # passages read further by the least sure questions (after the first k)
+MORE_SHARES = (0.1, 0.2, 0.3)  # shares of the questions that may read further, compared
+K_MARGIN = 0.01  # each costlier way of reading must gain this much (MRR + abstain recall)
 
 
-def selection(reads: list[Read], max_false_abstain: float, ks: tuple[int, ...] = READS
-              ) -> tuple[list[dict[str, Any]], tuple[str, int, str]]:
-    """Every head x k (of ``ks``) x answerability feature set on the selection split,
-    cross-fitted, and the choice: the highest MRR + abstain recall (at the false-abstain
-    limits), 8 passages only if they beat 4 by K_MARGIN (pure)."""
+def depth(ks: tuple[int, ...], further: bool) -> int:
+    """How many passages the selection needs read per question."""
+    return max(max(ks), min(ks) + READ_MORE) if further else max(ks)
+
+
+def selection(reads: list[Read], max_false_abstain: float, ks: tuple[int, ...] = READS,
+              shares: tuple[float, ...] = ()) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every head x way of reading x answerability feature set on the selection split,
+    cross-fitted, and the chosen row. Ways of reading: k passages (each of ``ks``), and the
+    smallest k with READ_MORE more for the least sure share of questions (``shares``, e.g.
+    MORE_SHARES; none by default: see ``calibrate``).
+    Choice: the highest MRR + abstain recall (at the false-abstain limits) per way; a
+    costlier way (in order: k, then larger shares reading further, then a larger k) is
+    taken only if it beats the one chosen so far by K_MARGIN (pure)."""
+    ways = [(min(ks), 0.0), *((min(ks), sh) for sh in shares),
+            *((k, 0.0) for k in sorted(ks)[1:])]  # cheapest first
     rows = []
     for head in HEADS:
-        for k in ks:
-            rs = [variant(r, head, k) for r in reads]
+        for k, share in ways:
+            below = unsure_cut(reads, head, k, share)
+            more = READ_MORE if share else 0
+            rs = [read_further(r, head, k, more, below) for r in reads]
             for name, cols in ABSTAIN_SETS.items():
                 f = figures(rs, operating_point(rs, max_false_abstain, cols), max_false_abstain,
                             cols)
                 rw = f["reworded"]
-                rows.append({"head": head, "k": k, "abstain_features": name,
+                rows.append({"head": head, "k": k, "more_share": share, "read_more": more,
+                             "read_more_below": below if more else None,
+                             "passages_read_mean": float(np.mean([len(r.logits) for r in rs])),
+                             "abstain_features": name,
                              "recall@1": f["reader"]["recall@1"],
                              "mrr@10": f["reader"]["mrr@10"],
                              "abstain_recall": f["reader"]["abstain_recall"],
@@ -314,22 +351,26 @@ def selection(reads: list[Read], max_false_abstain: float, ks: tuple[int, ...] =
                              if rw else None,
                              "pair_auc": f["pair_auc"],
                              "criterion": f["reader"]["mrr@10"] + f["reader"]["abstain_recall"]})
-    best = {k: max((r for r in rows if r["k"] == k), key=lambda r: r["criterion"]) for k in ks}
-    pick = best[min(ks)]
-    for k in sorted(ks)[1:]:  # reading more must pay for its latency
-        if best[k]["criterion"] >= pick["criterion"] + K_MARGIN:
-            pick = best[k]
-    return rows, (pick["head"], pick["k"], pick["abstain_features"])
+    best = [max((r for r in rows if (r["k"], r["more_share"]) == w), key=lambda r: r["criterion"])
+            for w in ways]
+    pick = best[0]
+    for row in best[1:]:  # reading more must pay for its latency
+        if row["criterion"] >= pick["criterion"] + K_MARGIN:
+            pick = row
+    return rows, pick
 
 
 def calibrate(reader_dir: Path, data: Path, seed: int, work: Path, candidates: int,
               max_false_abstain: float, articles: int = 0,
-              reworded: Mapping[str, str] | None = None) -> dict[str, Any]:
+              reworded: Mapping[str, str] | None = None, further: bool = False
+              ) -> dict[str, Any]:
     """The calibration block of the card, with held-out figures for int8 and float32.
     The head and the answerability features are chosen on the selection split
     (``selection``), and so is how many passages to read (4 or 8) when ``candidates`` is 0;
-    otherwise exactly ``candidates`` are read. ``reworded``: rewordings of held-out
-    questions."""
+    otherwise exactly ``candidates`` are read first. ``further``: also compare reading
+    READ_MORE more for the least sure questions (off by default: the split has no
+    off-corpus questions, on which reading further hurts; README, "The reader").
+    ``reworded``: rewordings of held-out questions."""
     t0 = time.perf_counter()
     gold, n = calibration_corpus(data, seed, work, articles, reworded)
     settings = index_corpus(work)
@@ -339,19 +380,24 @@ def calibrate(reader_dir: Path, data: Path, seed: int, work: Path, candidates: i
     int8 = Reader(reader_dir, quantized=True, threads=0)
     t8 = time.perf_counter()
     ks = (candidates,) if candidates else READS
-    reads8 = read_all(int8, asked, max(ks))
-    table, (head, k, feats) = selection(reads8, max_false_abstain, ks)
+    reads8 = read_all(int8, asked, depth(ks, further))
+    table, pick = selection(reads8, max_false_abstain, ks, MORE_SHARES if further else ())
     t_read8 = time.perf_counter() - t8
+    head, k, feats = pick["head"], pick["k"], pick["abstain_features"]
+    more, below = pick["read_more"], pick["read_more_below"]
     cols = ABSTAIN_SETS[feats]
-    out.update({"head": head, "candidates": k, "abstain_features": feats, "selection": table})
+    out.update({"head": head, "candidates": k, "read_more": more, "read_more_below": below,
+                "more_share": pick["more_share"], "abstain_features": feats,
+                "selection": table})
+    cut = -np.inf if below is None else below
     for kind in ("int8", "fp32"):
-        if kind == "int8":  # the readings already made, their first k (time scaled to k)
-            reads = [variant(r, head, k) for r in reads8]
-            read_s = t_read8 * k / max(ks)
+        if kind == "int8":  # the readings already made, as the service makes them
+            reads = [read_further(r, head, k, more, cut) for r in reads8]
+            read_s = t_read8 * np.mean([len(r.logits) for r in reads]) / depth(ks, further)
         else:
             t1 = time.perf_counter()
-            reads = [variant(r, head, k) for r in
-                     read_all(Reader(reader_dir, quantized=False, threads=0), asked, k)]
+            reads = [read_further(r, head, k, more, cut) for r in
+                     read_all(Reader(reader_dir, quantized=False, threads=0), asked, k + more)]
             read_s = time.perf_counter() - t1
         op = operating_point(reads, max_false_abstain, cols)
         f = figures(reads, op, max_false_abstain, cols)

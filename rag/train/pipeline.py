@@ -61,6 +61,9 @@ def card(cfg: TrainConfig, shas: dict[str, str], cal: dict[str, Any], train_s: f
                         "fusion_weight": chosen["fusion_weight"],
                         "max_false_abstain": cal["max_false_abstain"],
                         "candidates": cal["candidates"], "split": cal["split"],
+                        **({"read_more": cal["read_more"],
+                            "read_more_below": cal["read_more_below"],
+                            "more_share": cal["more_share"]} if cal.get("read_more") else {}),
                         "abstain_features": cal["abstain_features"],
                         "selection": cal["selection"]},
         "held_out": {"int8": cal["int8"]["figures"], "fp32": cal["fp32"]["figures"],
@@ -91,7 +94,7 @@ def provisional(out: Path, shas: dict[str, str], layers: int) -> None:
 
 def run(cfg: TrainConfig, install: Path | None, candidates: int = 0,
         max_false_abstain: float = 0.04, calibration_articles: int = 0,
-        ship_fp32: bool = False) -> dict[str, Any]:
+        ship_fp32: bool = False, read_further: bool = False) -> dict[str, Any]:
     """Train (or resume), export, calibrate, write the card; copy to ``install``."""
     out = Path(cfg.out)
     ckpt = train(cfg)
@@ -101,7 +104,7 @@ def run(cfg: TrainConfig, install: Path | None, candidates: int = 0,
     provisional(onnx, shas, cfg.layers)
     cal = F.calibrate(onnx, Path(cfg.data), cfg.seed, out / "calibration", candidates,
                       max_false_abstain, calibration_articles,
-                      R.load(Path(cfg.reworded)) if cfg.reworded else None)
+                      R.load(Path(cfg.reworded)) if cfg.reworded else None, read_further)
     tail = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()[-3:]]
     files = {"int8": X.INT8, **({"fp32": X.FP32} if ship_fp32 else {})}
     c = card(cfg, shas, cal, train_s, tail, files)
@@ -113,6 +116,13 @@ def run(cfg: TrainConfig, install: Path | None, candidates: int = 0,
         (install / "card.json").write_text(json.dumps(c, indent=1) + "\n")
         (install / "README.md").write_text(model_card_md(c))
     return c
+
+
+def _way(r: dict[str, Any]) -> str:
+    """How a selection row reads: "4", or "4 + 4 for 10%" (the least sure share reads more)."""
+    if r.get("read_more"):
+        return f"{r['k']} + {r['read_more']} for {r['more_share']:.0%}"
+    return str(r["k"])
 
 
 def _num(x: float | None) -> str:
@@ -156,7 +166,7 @@ def model_card_md(c: dict[str, Any]) -> str:
     rel = "\n".join(f"| {b['lo']:.1f}-{b['hi']:.1f} | {b['n']} | {b['mean_predicted']:.3f} | "
                     f"{b['observed']:.3f} |" for b in h["int8"]["passage_reliability"])
     cal = c["calibration"]
-    sel = "\n".join(f"| {r['head']} | {r['k']} | {r.get('abstain_features', 'reader + fast features')} | "
+    sel = "\n".join(f"| {r['head']} | {_way(r)} | {r.get('abstain_features', 'reader + fast features')} | "
                     f"{r['recall@1']:.3f} | {r['mrr@10']:.3f} | "
                     f"{r['abstain_recall']:.3f} | {r['false_abstain_rate']:.3f} | "
                     f"{_num(r.get('reworded_false_abstain'))} | "
@@ -171,6 +181,9 @@ def model_card_md(c: dict[str, Any]) -> str:
                f"{_num(rw['reader'].get('abstain_recall'))} (int8, cross-fitted; the threshold "
                "holds the false-abstain limit on them and on the original questions "
                "separately).\n") if rw else ""
+    more = (f"; the {cal['more_share']:.0%} least sure questions of the split (the best of "
+            f"those {cal['candidates']} scoring below {cal['read_more_below']:.3f}) read "
+            f"{cal['read_more']} more") if cal.get("read_more") else ""
     legs = c["training"].get("legs", [])
     legs_md = (f"\n  Its weights come from {len(legs)} legs, each started from the one before, "
                f"{sum(leg['seconds'] for leg in legs) / 60:.0f} min of training steps in all:" +
@@ -189,7 +202,7 @@ A cross-encoder that reads `{c['inputs']}` and gives {c['heads']}. Trained here,
   plus ~1 min of data preparation per start.{legs_md}
 - Files: {', '.join(f'`{f}` (sha256 `{c["sha256"][f]}`)' for f in c['files'].values())}.
 - Calibration (on {cal['split']}, through the real query pipeline, reading the top
-  {cal['candidates']} passages): a passage's P(its window holds the answer) =
+  {cal['candidates']} passages{more}): a passage's P(its window holds the answer) =
   sigmoid({cal['a']:.4f} x logit + {cal['b']:.4f}); its answer span shown when the span head's
   probability is >= {cal['answer_threshold']:.4f} (the lowest cut at which at least half of the
   answers shown overlap the gold answer there: {h['int8']['answers']['shown']:.1%} of read
@@ -218,8 +231,11 @@ Reliability of the int8 reader (passages read; P vs the share whose window held 
 
 Cross-fitted figures for each score (the relevance head's logit, the span head's null-score
 margin over [CLS], their sum), each number of passages read and each set of answerability
-features; the choice (highest MRR + abstain recall, 8 passages only if they gain 0.01 over
-4): **{cal['head']}, {cal['candidates']}, {cal.get('abstain_features', 'reader + fast features')}**.
+features ("4 + 4 for 10%": the least sure 10% of questions read 4 more, compared with
+`--read-further` only); the choice (highest MRR + abstain recall; each costlier way of
+reading, from 4 passages through more questions reading further to 8, only if it gains 0.01
+over the way chosen before it):
+**{cal['head']}, {_way({'k': cal['candidates'], 'read_more': cal.get('read_more', 0), 'more_share': cal.get('more_share', 0)})}, {cal.get('abstain_features', 'reader + fast features')}**.
 
 | head | read | answerability features | R@1 | MRR | abstain recall | false abstain | reworded false abstain | pair AUC |
 |---|---|---|---|---|---|---|---|---|

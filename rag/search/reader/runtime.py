@@ -112,6 +112,11 @@ class Reader:
         ab = cal.get("abstain")  # P(answerable) from the best logit + the fast path's features
         self.abstain = Logistic(tuple(ab["weights"]), ab["bias"]) if ab else None
         self.threshold: float = cal["threshold"]
+        # Read this many more passages when the best of the first reads scores below
+        # ``read_more_below`` (the head's units): chosen on the selection split, where the
+        # unsure questions gain most from reading further (0: never).
+        self.read_more: int = int(cal.get("read_more", 0))
+        self.read_more_below: float = float(cal.get("read_more_below", float("-inf")))
 
         def session(spinning: bool):  # type: ignore[no-untyped-def]
             opts = ort.SessionOptions()
@@ -152,6 +157,11 @@ class Reader:
         if self.abstain is None:
             return float(self.platt(np.array([best]))[0])
         return float(self.abstain(np.array([best, *features]))[()])
+
+    def wants_more(self, readings: list[Reading]) -> bool:
+        """Whether the first readings are unsure enough to read further (the card's rule)."""
+        return self.read_more > 0 and bool(readings) and \
+            max(r.logit for r in readings) < self.read_more_below
 
     def logits(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
