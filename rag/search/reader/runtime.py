@@ -2,7 +2,8 @@
 
 ``Reader.read(question, passages)`` reads each passage around its centre sentence and gives
 the calibrated probability that the window holds the answer, and the best answer span in
-passage offsets. One ONNX Runtime session, safe to call from many threads at once.
+passage offsets. Safe to call from many threads at once (two ONNX Runtime sessions over one
+file: spinning threads for a lone read, sleeping ones when reads overlap).
 """
 
 from __future__ import annotations
