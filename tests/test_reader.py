@@ -183,6 +183,8 @@ def test_training_command_end_to_end(tiny_run: Path) -> None:
     assert card["held_out"]["int8"]["questions"] == 4  # 1 held-out article, 4 questions
     sel = card["calibration"]["selection"]  # without --read-further: 4 or 8 for every question
     assert {r["more_share"] for r in sel} == {0.0} and {r["k"] for r in sel} == {4, 8}
+    off = card["held_out"]["int8"]["off_corpus"]  # training articles' questions, off-corpus here
+    assert off["questions"] > 0 and all(r["off_corpus_abstain"] is not None for r in sel)
     assert (tiny_run / "model" / "README.md").read_text().startswith("# rag-reader-minilm-L2")
     r = Reader(tiny_run / "model")
     got = r.read("What is the population of Town00?",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
@@ -91,13 +92,21 @@ def unsure_cut(reads: list[Read], head: str, first: int, share: float) -> float:
     return float(np.quantile(best, share)) if best else float("-inf")
 
 
+OFF_CORPUS = 600  # questions of training articles asked against the held-out corpus
+OFF = "off:"  # their id prefix
+
+
 def calibration_corpus(data: Path, seed: int, work: Path, articles: int = 0,
-                       reworded: Mapping[str, str] | None = None) -> tuple[Path, int]:
+                       reworded: Mapping[str, str] | None = None, off_corpus: int = OFF_CORPUS
+                       ) -> tuple[Path, int]:
     """Write the held-out articles as WORK/corpus + WORK/gold.jsonl (their questions, then
-    any rewordings of them); the gold path and how many articles."""
+    any rewordings of them, then ``off_corpus`` questions of the training articles, which
+    the held-out corpus cannot answer: the off-topic question a service mostly meets, which
+    SQuAD's unanswerable ones, written against their own paragraph, are not); the gold path
+    and how many articles."""
     from ..text.squad import convert_squad
 
-    _, held = P.split_articles(P.load_squad(data), seed)
+    train, held = P.split_articles(P.load_squad(data), seed)
     if articles:
         held = held[:articles]
     held = R.add(held, reworded or {})
@@ -105,6 +114,13 @@ def calibration_corpus(data: Path, seed: int, work: Path, articles: int = 0,
     src = work / "held-out.json"
     src.write_text(json.dumps({"version": "v2.0", "data": held}))
     convert_squad(src, work)
+    qs = [(str(qa["id"]), qa["question"]) for a in train for p in a["paragraphs"]
+          for qa in p["qas"]]
+    off = random.Random(seed).sample(qs, min(off_corpus, len(qs)))
+    with (work / "gold.jsonl").open("a", encoding="utf-8") as f:
+        for i, q in off:
+            f.write(json.dumps({"id": OFF + i, "question": q, "answerable": False,
+                                "answer": None, "evidence": []}, ensure_ascii=False) + "\n")
     return work / "gold.jsonl", len(held)
 
 
@@ -196,6 +212,10 @@ def reworded_mask(reads: list[Read]) -> np.ndarray:
     return np.array([R.is_reworded(r.item.id) for r in reads], dtype=bool)
 
 
+def off_mask(reads: list[Read]) -> np.ndarray:
+    return np.array([r.item.id.startswith(OFF) for r in reads], dtype=bool)
+
+
 def group_threshold(conf: np.ndarray, answerable: np.ndarray, reworded: np.ndarray,
                     max_false_abstain: float) -> float:
     """The highest threshold whose false-abstain rate stays within the limit on the original
@@ -271,8 +291,11 @@ def figures(reads: list[Read], op: dict[str, Any], max_false_abstain: float,
             columns: tuple[int, ...] = ABSTAIN_SETS["reader + fast features"]) -> dict[str, Any]:
     """What the card reports about the held-out articles (fast path vs reader), the reader's
     figures cross-fitted (see the module docstring). Ranks and abstention on answerable
-    questions count the original questions only; the reworded ones have their own line."""
+    questions count the original questions only; the reworded ones have their own line, and
+    so do the off-corpus ones (``abstain_recall_all``: every unanswerable question, theirs
+    included, what the choice weighs)."""
     rw = reworded_mask(reads)
+    off = off_mask(reads)
     (conf, abstained), read = cross_fitted(reads, max_false_abstain, columns)
     abstained = abstained.astype(bool)
     ans = op["answerable"]
@@ -289,10 +312,12 @@ def figures(reads: list[Read], op: dict[str, Any], max_false_abstain: float,
     pas = reliability(op["platt"](op["logits"]), op["holds"])
     q = reliability(conf, ans)
     return {
-        "questions": int((~rw).sum()), "unanswerable": int((~ans & ~rw).sum()),
+        "questions": int((~rw & ~off).sum()), "unanswerable": int((~ans & ~rw & ~off).sum()),
         "fast": ranks(fast, False),
-        "reader": {**ranks(read, False), "abstain_recall": rate(~ans & ~rw),
-                   "false_abstain_rate": rate(ans & ~rw)},
+        "reader": {**ranks(read, False), "abstain_recall": rate(~ans & ~rw & ~off),
+                   "false_abstain_rate": rate(ans & ~rw), "abstain_recall_all": rate(~ans & ~rw)},
+        "off_corpus": {"questions": int(off.sum()), "abstain_recall": rate(off)}
+        if off.any() else None,
         "reworded": {"questions": int(rw.sum()), "unanswerable": int((~ans & rw).sum()),
                      "fast": ranks(fast, True),
                      "reader": {**ranks(read, True), "false_abstain_rate": rate(ans & rw),
@@ -350,7 +375,9 @@ def selection(reads: list[Read], max_false_abstain: float, ks: tuple[int, ...] =
                              "reworded_abstain_recall": rw["reader"]["abstain_recall"]
                              if rw else None,
                              "pair_auc": f["pair_auc"],
-                             "criterion": f["reader"]["mrr@10"] + f["reader"]["abstain_recall"]})
+                             "off_corpus_abstain": f["off_corpus"]["abstain_recall"]
+                             if f["off_corpus"] else None,
+                             "criterion": f["reader"]["mrr@10"] + f["reader"]["abstain_recall_all"]})
     best = [max((r for r in rows if (r["k"], r["more_share"]) == w), key=lambda r: r["criterion"])
             for w in ways]
     pick = best[0]

@@ -170,6 +170,7 @@ def model_card_md(c: dict[str, Any]) -> str:
                     f"{r['recall@1']:.3f} | {r['mrr@10']:.3f} | "
                     f"{r['abstain_recall']:.3f} | {r['false_abstain_rate']:.3f} | "
                     f"{_num(r.get('reworded_false_abstain'))} | "
+                    f"{_num(r.get('off_corpus_abstain'))} | "
                     f"{r['pair_auc']:.3f} |" for r in cal.get("selection", []))
     rw = h["int8"].get("reworded")
     rw_line = (f"\nRewordings of {rw['questions']} of these questions "
@@ -184,6 +185,11 @@ def model_card_md(c: dict[str, Any]) -> str:
     more = (f"; the {cal['more_share']:.0%} least sure questions of the split (the best of "
             f"those {cal['candidates']} scoring below {cal['read_more_below']:.3f}) read "
             f"{cal['read_more']} more") if cal.get("read_more") else ""
+    oc = h["int8"].get("off_corpus")
+    off_line = (f"\n{oc['questions']} questions of the training articles, asked against these "
+                f"articles (off-corpus: unanswerable here): the reader abstains on "
+                f"{oc['abstain_recall']:.3f} of them (int8, cross-fitted; the choice below "
+                "weighs every unanswerable question, these included).\n") if oc else ""
     legs = c["training"].get("legs", [])
     legs_md = (f"\n  Its weights come from {len(legs)} legs, each started from the one before, "
                f"{sum(leg['seconds'] for leg in legs) / 60:.0f} min of training steps in all:" +
@@ -220,7 +226,7 @@ figures are cross-fitted (each half judged by the operating point fitted on the 
 | model | fast path R@1 / MRR | with reader R@1 / MRR | abstain recall / false abstain | pair AUC | ECE | read ms (mean) |
 |---|---|---|---|---|---|---|
 {chr(10).join(rows)}
-{rw_line}
+{rw_line}{off_line}
 Reliability of the int8 reader (passages read; P vs the share whose window held the answer):
 
 | P | passages | mean P | observed |
@@ -237,8 +243,8 @@ reading, from 4 passages through more questions reading further to 8, only if it
 over the way chosen before it):
 **{cal['head']}, {_way({'k': cal['candidates'], 'read_more': cal.get('read_more', 0), 'more_share': cal.get('more_share', 0)})}, {cal.get('abstain_features', 'reader + fast features')}**.
 
-| head | read | answerability features | R@1 | MRR | abstain recall | false abstain | reworded false abstain | pair AUC |
-|---|---|---|---|---|---|---|---|---|
+| head | read | answerability features | R@1 | MRR | abstain recall | false abstain | reworded false abstain | off-corpus abstain | pair AUC |
+|---|---|---|---|---|---|---|---|---|---|
 {sel}
 
 The project's gold sets and the SQuAD validation articles are reported in the README, never
