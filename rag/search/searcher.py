@@ -32,7 +32,7 @@ from .reader.calibration import Logistic
 from .reader.windows import centre_of
 
 if TYPE_CHECKING:
-    from .reader.runtime import Reader
+    from .reader.runtime import Reader, Reading
 
 log = logging.getLogger(__name__)
 
@@ -455,8 +455,10 @@ class Searcher:
         if reading and passages:
             reader = self.reader
             n = min(len(passages), self.settings.reader_candidates)
-            centres = [self.reader_centre(state, row, c, gen)
-                       for row, _, c in chosen[:n + reader.read_more]]
+
+            def centres(lo: int, hi: int) -> list[tuple[int, int]]:
+                return [self.reader_centre(state, row, c, gen) for row, _, c in chosen[lo:hi]]
+
             passages, confidence = self.read(reader, gen, question, passages, centres, n,
                                              feats)
             answerable = confidence >= reader.threshold
@@ -476,20 +478,23 @@ class Searcher:
         return answer, feats
 
     def read(self, reader: Reader, gen: Generation, question: str, passages: list[Passage],
-             centres: list[tuple[int, int]], n: int, features: tuple[float, ...]
-             ) -> tuple[list[Passage], float]:
+             centres: Callable[[int, int], list[tuple[int, int]]], n: int,
+             features: tuple[float, ...]) -> tuple[list[Passage], float]:
         """The reader over the top ``n`` passages, each read around its centre (passage
-        offsets), and over the next ``reader.read_more`` when none of those reads like an
+        offsets, ``centres(lo, hi)`` for passages lo..hi, computed only for what is read),
+        and over the next ``reader.read_more`` when none of those reads like an
         answer (the card's ``read_more_below``): reordered, each with its probability and
         its answer span (placed in a converted original like any span), the unread tail
         after them; P(answerable)."""
         from .reader.runtime import rerank
 
-        texts = [p.text for p in passages]
-        readings = reader.read(question, list(zip(texts[:n], centres[:n])))
+        def read(lo: int, hi: int) -> list[Reading]:
+            return reader.read(question, list(zip((p.text for p in passages[lo:hi]),
+                                                  centres(lo, hi))))
+
+        readings = read(0, n)
         if reader.wants_more(readings) and len(passages) > n:
-            m = n + reader.read_more
-            readings += reader.read(question, list(zip(texts[n:m], centres[n:m])))
+            readings += read(n, n + reader.read_more)
         out = rerank(passages, readings, reader.fusion_weight, reader.answer_threshold)
         return ([replace(p, answer=gen.place_span(p.file, p.answer)) if p.answer else p
                  for p in out], reader.confidence(readings, features))

@@ -534,8 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "either way)")
     p.add_argument("--read-further", action="store_true",
                    help="let the calibration choose to read 4 more passages for the least "
-                        "sure questions (README, \"The reader\": it helped the held-out "
-                        "articles and COVID-QA, and hurt off-corpus questions)")
+                        "sure questions (README, \"The reader\": measured, not shipped)")
     p.set_defaults(func=cmd_train_reader)
 
     p = sub.add_parser("convert-squad", help="turn a SQuAD v1.1/v2.0 file into corpus + gold")

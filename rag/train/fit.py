@@ -41,7 +41,7 @@ from ..search.reader import windows as W
 from ..search.reader.calibration import (Logistic, Platt, auc, expected_calibration_error,
                                          fit_logistic, fit_platt,
                                          reliability, threshold_for)
-from ..search.reader.runtime import HEADS, Reader, order, score_of
+from ..search.reader.runtime import HEADS, Reader, order, score_of, unsure
 from ..types import Passage
 from . import pairs as P
 from . import reworded as R
@@ -78,9 +78,7 @@ def read_further(r: Read, head: str, first: int, more: int, below: float) -> Rea
     """The readings the service makes (``Searcher.read``): the first ``first`` passages, and
     ``more`` after them when the best of the first scores below ``below`` (pure)."""
     short = variant(r, head, first)
-    if more and len(short.logits) and float(short.logits.max()) < below:
-        return variant(r, head, first + more)
-    return short
+    return variant(r, head, first + more) if unsure(short.logits.tolist(), more, below) else short
 
 
 def unsure_cut(reads: list[Read], head: str, first: int, share: float) -> float:
@@ -395,8 +393,8 @@ def calibrate(reader_dir: Path, data: Path, seed: int, work: Path, candidates: i
     The head and the answerability features are chosen on the selection split
     (``selection``), and so is how many passages to read (4 or 8) when ``candidates`` is 0;
     otherwise exactly ``candidates`` are read first. ``further``: also compare reading
-    READ_MORE more for the least sure questions (off by default: the split has no
-    off-corpus questions, on which reading further hurts; README, "The reader").
+    READ_MORE more for the least sure questions (off by default: measured, not a clear win;
+    README, "The reader").
     ``reworded``: rewordings of held-out questions."""
     t0 = time.perf_counter()
     gold, n = calibration_corpus(data, seed, work, articles, reworded)

@@ -118,11 +118,9 @@ def run(cfg: TrainConfig, install: Path | None, candidates: int = 0,
     return c
 
 
-def _way(r: dict[str, Any]) -> str:
+def _way(k: int, more: int = 0, share: float = 0.0) -> str:
     """How a selection row reads: "4", or "4 + 4 for 10%" (the least sure share reads more)."""
-    if r.get("read_more"):
-        return f"{r['k']} + {r['read_more']} for {r['more_share']:.0%}"
-    return str(r["k"])
+    return f"{k} + {more} for {share:.0%}" if more else str(k)
 
 
 def _num(x: float | None) -> str:
@@ -166,7 +164,7 @@ def model_card_md(c: dict[str, Any]) -> str:
     rel = "\n".join(f"| {b['lo']:.1f}-{b['hi']:.1f} | {b['n']} | {b['mean_predicted']:.3f} | "
                     f"{b['observed']:.3f} |" for b in h["int8"]["passage_reliability"])
     cal = c["calibration"]
-    sel = "\n".join(f"| {r['head']} | {_way(r)} | {r.get('abstain_features', 'reader + fast features')} | "
+    sel = "\n".join(f"| {r['head']} | {_way(r['k'], r.get('read_more', 0), r.get('more_share', 0.0))} | {r.get('abstain_features', 'reader + fast features')} | "
                     f"{r['recall@1']:.3f} | {r['mrr@10']:.3f} | "
                     f"{r['abstain_recall']:.3f} | {r['false_abstain_rate']:.3f} | "
                     f"{_num(r.get('reworded_false_abstain'))} | "
@@ -241,7 +239,7 @@ features ("4 + 4 for 10%": the least sure 10% of questions read 4 more, compared
 `--read-further` only); the choice (highest MRR + abstain recall; each costlier way of
 reading, from 4 passages through more questions reading further to 8, only if it gains 0.01
 over the way chosen before it):
-**{cal['head']}, {_way({'k': cal['candidates'], 'read_more': cal.get('read_more', 0), 'more_share': cal.get('more_share', 0)})}, {cal.get('abstain_features', 'reader + fast features')}**.
+**{cal['head']}, {_way(cal['candidates'], cal.get('read_more', 0), cal.get('more_share', 0.0))}, {cal.get('abstain_features', 'reader + fast features')}**.
 
 | head | read | answerability features | R@1 | MRR | abstain recall | false abstain | reworded false abstain | off-corpus abstain | pair AUC |
 |---|---|---|---|---|---|---|---|---|---|

@@ -56,6 +56,12 @@ def score_of(head: str, relevance: float, null: float) -> float:
     raise ValueError(f"head={head!r} is not one of {', '.join(HEADS)}")
 
 
+def unsure(logits: list[float], more: int, below: float) -> bool:
+    """The card's rule for reading further (pure): ``more`` passages are read after the
+    first when the best of their logits is below ``below``."""
+    return more > 0 and bool(logits) and max(logits) < below
+
+
 def bundled_dir() -> Path:
     return Path(str(resources.files("rag").joinpath("models").joinpath("reader")))
 
@@ -161,8 +167,7 @@ class Reader:
 
     def wants_more(self, readings: list[Reading]) -> bool:
         """Whether the first readings are unsure enough to read further (the card's rule)."""
-        return self.read_more > 0 and bool(readings) and \
-            max(r.logit for r in readings) < self.read_more_below
+        return unsure([r.logit for r in readings], self.read_more, self.read_more_below)
 
     def logits(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
