@@ -233,6 +233,23 @@ def test_a_damaged_model_file_is_refused(tiny_run: Path, tmp_path: Path) -> None
         Reader(tmp_path)
 
 
+def test_a_recalibrated_card_is_a_different_reader(tiny_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    same = tmp_path / "same"
+    shutil.copytree(tiny_run / "model", same)
+    card = json.loads((same / "card.json").read_text())
+    # key order is not calibration: the same numbers written differently, same reader
+    card["calibration"] = dict(reversed(list(card["calibration"].items())))
+    (same / "card.json").write_text(json.dumps(card))
+    assert Reader(same).fingerprint == Reader(tiny_run / "model").fingerprint
+    card["calibration"]["threshold"] += 0.01  # the same ONNX file, another operating point
+    (same / "card.json").write_text(json.dumps(card))
+    weights = Reader(tiny_run / "model").fingerprint.split("+")[0]
+    assert Reader(same).fingerprint.split("+")[0] == weights
+    assert Reader(same).fingerprint != Reader(tiny_run / "model").fingerprint
+
+
 def test_a_second_leg_starts_from_the_first_and_learns_rewordings(tiny_run: Path,
                                                                   tmp_path: Path) -> None:
     from rag.serve.cli import main

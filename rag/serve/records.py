@@ -159,7 +159,8 @@ class IndexOut(BaseModel):
     model: str
     chunks: int
     reader: str | None = Field(None, description="the reader's fingerprint (name@sha256 "
-                               "prefix) when it read the passages")
+                               "prefix of its weights+digest of its card's calibration) when "
+                               "it read the passages")
 
 
 class AskResponse(BaseModel):

@@ -8,6 +8,7 @@ file: spinning threads for a lone read, sleeping ones when reads overlap).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from dataclasses import dataclass, replace
@@ -91,6 +92,11 @@ def best_span(start: np.ndarray, end: np.ndarray, lo: int, hi: int, max_len: int
     return lo + bi, lo + bj, float(np.exp(best)), best - float(lsa[0] + lea[0])
 
 
+def calibration_digest(calibration: dict[str, object]) -> str:
+    """Eight hex digits of the card's calibration, key order aside (pure)."""
+    return hashlib.sha256(json.dumps(calibration, sort_keys=True).encode()).hexdigest()[:8]
+
+
 class Reader:
     """The ONNX reader with its calibration and operating threshold (from its card)."""
 
@@ -109,8 +115,10 @@ class Reader:
         if digest != self.card["sha256"][self.file.name]:
             raise ConfigError(f"{self.file} does not match its card's sha256; the model file is "
                               "damaged: restore it from git (git checkout rag/models/reader)")
-        self.fingerprint = f"{self.card['name']}@{digest[:16]}"
         cal = self.card["calibration"]
+        # The weights and the calibration both decide what a reading says: a recalibrated
+        # card over the same ONNX file is a different reader.
+        self.fingerprint = f"{self.card['name']}@{digest[:16]}+{calibration_digest(cal)}"
         self.platt = Platt(cal["a"], cal["b"])  # P(this window holds the answer)
         self.answer_threshold: float = cal["answer_threshold"]  # on the span's probability
         self.fusion_weight: float = cal["fusion_weight"]
