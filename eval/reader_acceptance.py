@@ -1,6 +1,7 @@
 """The reader against the fast path on one gold set, in one process over one index: the
 figures issue #23's acceptance names (recall@1, MRR@10, abstention, shown answers with their
-exact match and token F1, latency).
+exact match and token F1, latency), and the abstention curve of each path's confidence
+(``abstain_curve``: what any threshold could do here; the shipped threshold is the figure).
 
     .venv/bin/python eval/reader_acceptance.py GOLD --corpus DIR --index DIR [--k 4 8]
         [--reader DIR] [--json OUT]
@@ -50,9 +51,25 @@ def f1(pred: str, gold: str) -> float:
     return 2 * prec * rec / (prec + rec)
 
 
+CURVE_AT = (0.02, 0.05, 0.10)  # false-abstain rates the curve is read at
+
+
+def abstain_curve(confidence: np.ndarray, answerable: np.ndarray) -> dict[str, Any] | None:
+    """What the confidence score could do on this set, whatever the threshold (pure): the
+    abstain recall at each false-abstain rate of ``CURVE_AT`` (the threshold put where that
+    share of the answerable questions falls below it) and the ranking AUC. Set on the very
+    questions it reports, so it is a property of the score, never the operating point."""
+    if answerable.all() or not answerable.any():
+        return None
+    pos, neg = confidence[answerable], confidence[~answerable]
+    at = {f"{r:.2f}": float((neg < np.quantile(pos, r)).mean()) for r in CURVE_AT}
+    above = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
+    return {"recall_at_false": at, "auc": float(above)}
+
+
 def run(searcher: Searcher, items: list[GoldItem], read: bool) -> dict[str, Any]:
     """One path over every item: ranks, abstentions, answers, latencies."""
-    ranks, abstained, answerable, ms = [], [], [], []
+    ranks, abstained, answerable, ms, conf = [], [], [], [], []
     further = 0  # questions the reader read past its first passages (unsure ones)
     shown = shown_right = eligible = 0
     ems: list[float] = []
@@ -64,6 +81,7 @@ def run(searcher: Searcher, items: list[GoldItem], read: bool) -> dict[str, Any]
         further += sum(p.read is not None for p in a.passages) > searcher.settings.reader_candidates
         answerable.append(it.answerable)
         abstained.append(not a.answerable)
+        conf.append(a.confidence)
         if not it.answerable:
             continue
         r = first_hit_rank([(p.file, p.start, p.end) for p in a.passages], it.evidence)
@@ -84,6 +102,7 @@ def run(searcher: Searcher, items: list[GoldItem], read: bool) -> dict[str, Any]
         "recall@1": recall_at(ranks, 1), "recall@5": recall_at(ranks, 5), "mrr@10": mrr(ranks),
         "abstain_recall": float(ab[~an].mean()) if (~an).any() else None,
         "false_abstain_rate": float(ab[an].mean()) if an.any() else None,
+        "abstain_curve": abstain_curve(np.array(conf), an),
         "ms_p50": float(np.percentile(ms, 50)), "ms_p95": float(np.percentile(ms, 95))}
     if read:
         out["read_further_share"] = further / len(items) if items else None

@@ -564,3 +564,27 @@ def test_the_reworded_training_file_holds_training_questions_only() -> None:
     held = Path(__file__).parent.parent / "eval" / "reworded-squad-val.jsonl"
     eval_questions = {json.loads(x)["question"] for x in held.read_text().splitlines()}
     assert not eval_questions & set(rw.values())
+
+
+def test_the_acceptance_report_reads_the_abstain_curve_off_the_score() -> None:
+    import importlib.util
+
+    from sklearn.metrics import roc_auc_score
+
+    spec = importlib.util.spec_from_file_location(
+        "reader_acceptance", Path(__file__).parents[1] / "eval" / "reader_acceptance.py")
+    assert spec is not None and spec.loader is not None
+    acc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(acc)
+    rng = np.random.default_rng(7)
+    answerable = np.arange(400) < 300
+    conf = np.where(answerable, rng.normal(1.0, 1.0, 400), rng.normal(0.0, 1.0, 400))
+    got = acc.abstain_curve(conf, answerable)
+    assert got["auc"] == pytest.approx(roc_auc_score(answerable, conf))
+    for rate, recall in got["recall_at_false"].items():  # the threshold that flags `rate`
+        t = np.quantile(conf[answerable], float(rate))
+        assert (conf[answerable] < t).mean() == pytest.approx(float(rate), abs=0.01)
+        assert recall == pytest.approx((conf[~answerable] < t).mean())
+    rs = list(got["recall_at_false"].values())
+    assert rs == sorted(rs) and 0 < rs[0] < rs[-1] < 1  # more false abstention buys recall
+    assert acc.abstain_curve(conf[answerable], answerable[answerable]) is None
