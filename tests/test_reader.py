@@ -185,6 +185,8 @@ def test_training_command_end_to_end(tiny_run: Path) -> None:
     assert {r["more_share"] for r in sel} == {0.0} and {r["k"] for r in sel} == {4, 8}
     off = card["held_out"]["int8"]["off_corpus"]  # training articles' questions, off-corpus here
     assert off["questions"] > 0 and all(r["off_corpus_abstain"] is not None for r in sel)
+    trade = card["held_out"]["int8"]["trade_off"]  # one threshold's catches and refusals
+    assert [t["false_abstain"] for t in trade] == [0.02, 0.05, 0.10]
     assert (tiny_run / "model" / "README.md").read_text().startswith("# rag-reader-minilm-L2")
     r = Reader(tiny_run / "model")
     got = r.read("What is the population of Town00?",
@@ -307,6 +309,25 @@ def test_short_leg_keeps_every_rewording_and_a_share_of_the_rest() -> None:
     reworded = {tuple(W.question_ids(f"Population of Town{j}?").tolist()) for j in range(0, 40, 4)}
     assert reworded <= asked  # every reworded question is kept
     assert 10 + 3 <= len(asked) <= 10 + 20 and len(part) < len(whole)
+
+
+def test_the_trade_off_counts_each_group_at_one_threshold() -> None:
+    from rag.train.fit import trade_off
+
+    # 100 original answerable at 1..100, 10 reworded answerable at 0.5..5, 20 SQuAD
+    # unanswerable at 0.5..10, 10 off-corpus at -9..0 (confidence, higher = answerable)
+    conf = np.r_[np.arange(1, 101), np.arange(1, 11) / 2, np.arange(1, 21) / 2, -np.arange(10)]
+    ans = np.r_[np.ones(110, bool), np.zeros(30, bool)]
+    rw = np.r_[np.zeros(100, bool), np.ones(10, bool), np.zeros(30, bool)]
+    off = np.r_[np.zeros(130, bool), np.ones(10, bool)]
+    got = trade_off(conf.astype(float), ans, rw, off, rates=(0.05, 0.10))
+    # 5%: the threshold is 5.95 (5 of the 100 below it): 11 of 20 SQuAD, every off-corpus
+    # and every reworded question fall below; 10%: 10.9: all 20
+    assert got == [{"false_abstain": 0.05, "squad_caught": 0.55, "off_corpus_caught": 1.0,
+                    "reworded_false_abstain": 1.0},
+                   {"false_abstain": 0.10, "squad_caught": 1.0, "off_corpus_caught": 1.0,
+                    "reworded_false_abstain": 1.0}]
+    assert trade_off(conf, np.zeros(140, bool), rw, off) == []
 
 
 def test_threshold_holds_on_original_and_reworded_questions_each() -> None:

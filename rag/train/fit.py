@@ -325,7 +325,33 @@ def figures(reads: list[Read], op: dict[str, Any], max_false_abstain: float,
         "question_reliability": [asdict(b) for b in q],
         "question_ece": expected_calibration_error(q),
         "pair_auc": auc(op["logits"], op["holds"]),
+        "trade_off": trade_off(conf, ans, rw, off),
     }
+
+
+TRADE_AT = (0.02, 0.05, 0.10)  # false-abstain rates on the original answerable questions
+
+
+def trade_off(conf: np.ndarray, answerable: np.ndarray, reworded: np.ndarray, off: np.ndarray,
+              rates: tuple[float, ...] = TRADE_AT) -> list[dict[str, float | None]]:
+    """What one threshold buys and costs (pure): put where each of ``rates`` of the original
+    answerable questions falls below it, the share of SQuAD's unanswerable questions and of
+    the off-corpus ones caught, and of the reworded answerable ones refused. The question
+    for a better reader: how many unanswerable questions it catches before rewordings pay."""
+    pos = answerable & ~reworded & ~off
+    if not pos.any():
+        return []
+
+    def share(mask: np.ndarray, t: float) -> float | None:
+        return float((conf[mask] < t).mean()) if mask.any() else None
+
+    out = []
+    for r in rates:
+        t = float(np.quantile(conf[pos], r))
+        out.append({"false_abstain": r, "squad_caught": share(~answerable & ~reworded & ~off, t),
+                    "off_corpus_caught": share(off, t),
+                    "reworded_false_abstain": share(answerable & reworded, t)})
+    return out
 
 
 READS = (4, 8)  # passages read per question, compared on the selection split

@@ -188,6 +188,13 @@ def model_card_md(c: dict[str, Any]) -> str:
                 f"articles (off-corpus: unanswerable here): the reader abstains on "
                 f"{oc['abstain_recall']:.3f} of them (int8, cross-fitted; the choice below "
                 "weighs every unanswerable question, these included).\n") if oc else ""
+    tr = h["int8"].get("trade_off") or []
+    trade_line = ("\nOne threshold's trade (int8, cross-fitted; what a better reader should move):\n\n"
+                  "| answerable refused | SQuAD unanswerable caught | off-corpus caught | "
+                  "reworded answerable refused |\n|---|---|---|---|\n"
+                  + "".join(f"| {t['false_abstain']:.0%} | {_num(t['squad_caught'])} | "
+                            f"{_num(t['off_corpus_caught'])} | "
+                            f"{_num(t['reworded_false_abstain'])} |\n" for t in tr)) if tr else ""
     legs = c["training"].get("legs", [])
     legs_md = (f"\n  Its weights come from {len(legs)} legs, each started from the one before, "
                f"{sum(leg['seconds'] for leg in legs) / 60:.0f} min of training steps in all:" +
@@ -224,7 +231,7 @@ figures are cross-fitted (each half judged by the operating point fitted on the 
 | model | fast path R@1 / MRR | with reader R@1 / MRR | abstain recall / false abstain | pair AUC | ECE | read ms (mean) |
 |---|---|---|---|---|---|---|
 {chr(10).join(rows)}
-{rw_line}{off_line}
+{rw_line}{off_line}{trade_line}
 Reliability of the int8 reader (passages read; P vs the share whose window held the answer):
 
 | P | passages | mean P | observed |
