@@ -28,6 +28,7 @@ import numpy as np
 
 from rag import Searcher, Settings
 from rag.evaluation.evaluate import GoldItem, first_hit_rank, load_gold, mrr, recall_at
+from rag.search.reader.calibration import auc, caught_at
 
 
 def normalise(s: str) -> list[str]:
@@ -61,10 +62,9 @@ def abstain_curve(confidence: np.ndarray, answerable: np.ndarray) -> dict[str, A
     questions it reports, so it is a property of the score, never the operating point."""
     if answerable.all() or not answerable.any():
         return None
-    pos, neg = confidence[answerable], confidence[~answerable]
-    at = {f"{r:.2f}": float((neg < np.quantile(pos, r)).mean()) for r in CURVE_AT}
-    above = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
-    return {"recall_at_false": at, "auc": float(above)}
+    rows = caught_at(confidence[answerable], {"caught": confidence[~answerable]}, CURVE_AT)
+    return {"recall_at_false": {f"{r:.2f}": row["caught"] for r, row in zip(CURVE_AT, rows)},
+            "auc": auc(confidence, answerable)}
 
 
 def run(searcher: Searcher, items: list[GoldItem], read: bool) -> dict[str, Any]:

@@ -38,8 +38,8 @@ from ..config import Settings
 from ..evaluation.evaluate import GoldItem, first_hit_rank, load_gold, mrr, recall_at
 from ..search.highlight import question_weights
 from ..search.reader import windows as W
-from ..search.reader.calibration import (Logistic, Platt, auc, expected_calibration_error,
-                                         fit_logistic, fit_platt,
+from ..search.reader.calibration import (Logistic, Platt, auc, caught_at,
+                                         expected_calibration_error, fit_logistic, fit_platt,
                                          reliability, threshold_for)
 from ..search.reader.runtime import HEADS, Reader, order, score_of, unsure
 from ..types import Passage
@@ -341,17 +341,9 @@ def trade_off(conf: np.ndarray, answerable: np.ndarray, reworded: np.ndarray, of
     pos = answerable & ~reworded & ~off
     if not pos.any():
         return []
-
-    def share(mask: np.ndarray, t: float) -> float | None:
-        return float((conf[mask] < t).mean()) if mask.any() else None
-
-    out = []
-    for r in rates:
-        t = float(np.quantile(conf[pos], r))
-        out.append({"false_abstain": r, "squad_caught": share(~answerable & ~reworded & ~off, t),
-                    "off_corpus_caught": share(off, t),
-                    "reworded_false_abstain": share(answerable & reworded, t)})
-    return out
+    groups = {"squad_caught": conf[~answerable & ~reworded & ~off], "off_corpus_caught": conf[off],
+              "reworded_false_abstain": conf[answerable & reworded]}
+    return [{"false_abstain": r, **row} for r, row in zip(rates, caught_at(conf[pos], groups, rates))]
 
 
 READS = (4, 8)  # passages read per question, compared on the selection split

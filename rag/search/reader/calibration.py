@@ -1,5 +1,5 @@
 """Calibration and answerability: Platt scaling, the logistic answerability model, AUC,
-the reliability table and ECE, and the operating threshold. The one implementation of each
+the reliability table and ECE, the operating threshold and the abstention curve. The one implementation of each
 that the reader, the fast path's abstainer, eval/calibrate.py and the evaluation report use.
 Fits are scikit-learn's LogisticRegression (lbfgs, deterministic); the rest is numpy."""
 
@@ -134,3 +134,16 @@ def threshold_for(confidence: np.ndarray, answerable: np.ndarray, max_false_abst
         return 0.5
     k = int(np.floor(max_false_abstain * len(c)))  # this many may fall below
     return float(c[k]) if k < len(c) else float(c[-1])
+
+
+def caught_at(answerable_conf: np.ndarray, groups: dict[str, np.ndarray], rates: Sequence[float]
+              ) -> list[dict[str, float | None]]:
+    """What one threshold does, for each of ``rates`` (pure): the threshold put where that
+    share of the answerable questions' confidences falls below it (interpolated quantile),
+    and the share of each group's confidences below it (None for an empty group). The
+    abstention curve of a score, read at a few false-abstain rates, threshold aside."""
+    out = []
+    for r in rates:
+        t = float(np.quantile(answerable_conf, r))
+        out.append({name: float((g < t).mean()) if len(g) else None for name, g in groups.items()})
+    return out
