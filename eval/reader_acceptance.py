@@ -28,7 +28,7 @@ import numpy as np
 
 from rag import Searcher, Settings
 from rag.evaluation.evaluate import GoldItem, first_hit_rank, load_gold, mrr, recall_at
-from rag.search.reader.calibration import auc, caught_at
+from rag.search.reader.calibration import CURVE_AT, auc, caught_at
 
 
 def normalise(s: str) -> list[str]:
@@ -52,9 +52,6 @@ def f1(pred: str, gold: str) -> float:
     return 2 * prec * rec / (prec + rec)
 
 
-CURVE_AT = (0.02, 0.05, 0.10)  # false-abstain rates the curve is read at
-
-
 def abstain_curve(confidence: np.ndarray, answerable: np.ndarray) -> dict[str, Any] | None:
     """What the confidence score could do on this set, whatever the threshold (pure): the
     abstain recall at each false-abstain rate of ``CURVE_AT`` (the threshold put where that
@@ -62,7 +59,7 @@ def abstain_curve(confidence: np.ndarray, answerable: np.ndarray) -> dict[str, A
     questions it reports, so it is a property of the score, never the operating point."""
     if answerable.all() or not answerable.any():
         return None
-    rows = caught_at(confidence[answerable], {"caught": confidence[~answerable]}, CURVE_AT)
+    rows = caught_at(confidence[answerable], {"caught": confidence[~answerable]})
     return {"recall_at_false": {f"{r:.2f}": row["caught"] for r, row in zip(CURVE_AT, rows)},
             "auc": auc(confidence, answerable)}
 

@@ -38,7 +38,7 @@ from ..config import Settings
 from ..evaluation.evaluate import GoldItem, first_hit_rank, load_gold, mrr, recall_at
 from ..search.highlight import question_weights
 from ..search.reader import windows as W
-from ..search.reader.calibration import (Logistic, Platt, auc, caught_at,
+from ..search.reader.calibration import (CURVE_AT, Logistic, Platt, auc, caught_at,
                                          expected_calibration_error, fit_logistic, fit_platt,
                                          reliability, threshold_for)
 from ..search.reader.runtime import HEADS, Reader, order, score_of, unsure
@@ -329,21 +329,19 @@ def figures(reads: list[Read], op: dict[str, Any], max_false_abstain: float,
     }
 
 
-TRADE_AT = (0.02, 0.05, 0.10)  # false-abstain rates on the original answerable questions
-
-
 def trade_off(conf: np.ndarray, answerable: np.ndarray, reworded: np.ndarray, off: np.ndarray,
-              rates: tuple[float, ...] = TRADE_AT) -> list[dict[str, float | None]]:
+              rates: tuple[float, ...] = CURVE_AT) -> list[dict[str, float | None]]:
     """What one threshold buys and costs (pure): put where each of ``rates`` of the original
     answerable questions falls below it, the share of SQuAD's unanswerable questions and of
     the off-corpus ones caught, and of the reworded answerable ones refused. The question
     for a better reader: how many unanswerable questions it catches before rewordings pay."""
-    pos = answerable & ~reworded & ~off
-    if not pos.any():
+    original = ~reworded & ~off
+    if not (answerable & original).any():
         return []
-    groups = {"squad_caught": conf[~answerable & ~reworded & ~off], "off_corpus_caught": conf[off],
+    groups = {"squad_caught": conf[~answerable & original], "off_corpus_caught": conf[off],
               "reworded_false_abstain": conf[answerable & reworded]}
-    return [{"false_abstain": r, **row} for r, row in zip(rates, caught_at(conf[pos], groups, rates))]
+    rows = caught_at(conf[answerable & original], groups, rates)
+    return [{"false_abstain": r, **row} for r, row in zip(rates, rows)]
 
 
 READS = (4, 8)  # passages read per question, compared on the selection split

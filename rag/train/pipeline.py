@@ -189,9 +189,9 @@ def model_card_md(c: dict[str, Any]) -> str:
                 f"{oc['abstain_recall']:.3f} of them (int8, cross-fitted; the choice below "
                 "weighs every unanswerable question, these included).\n") if oc else ""
     tr = h["int8"].get("trade_off") or []
-    trade_line = ("\nOne threshold's trade (int8, cross-fitted; what a better reader should move):\n\n"
-                  "| answerable refused | SQuAD unanswerable caught | off-corpus caught | "
-                  "reworded answerable refused |\n|---|---|---|---|\n"
+    trade_line = ("\nOne threshold's trade (int8, cross-fitted; what a better reader should "
+                  "move):\n\n| answerable refused | SQuAD unanswerable caught | "
+                  "off-corpus caught | reworded answerable refused |\n|---|---|---|---|\n"
                   + "".join(f"| {t['false_abstain']:.0%} | {_num(t['squad_caught'])} | "
                             f"{_num(t['off_corpus_caught'])} | "
                             f"{_num(t['reworded_false_abstain'])} |\n" for t in tr)) if tr else ""

@@ -1,7 +1,8 @@
 """Calibration and answerability: Platt scaling, the logistic answerability model, AUC,
-the reliability table and ECE, the operating threshold and the abstention curve. The one implementation of each
-that the reader, the fast path's abstainer, eval/calibrate.py and the evaluation report use.
-Fits are scikit-learn's LogisticRegression (lbfgs, deterministic); the rest is numpy."""
+the reliability table and ECE, the operating threshold and the abstention curve. The one
+implementation of each that the reader, the fast path's abstainer, eval/calibrate.py and the
+evaluation report use. Fits are scikit-learn's LogisticRegression (lbfgs, deterministic);
+the rest is numpy."""
 
 from __future__ import annotations
 
@@ -136,8 +137,11 @@ def threshold_for(confidence: np.ndarray, answerable: np.ndarray, max_false_abst
     return float(c[k]) if k < len(c) else float(c[-1])
 
 
-def caught_at(answerable_conf: np.ndarray, groups: dict[str, np.ndarray], rates: Sequence[float]
-              ) -> list[dict[str, float | None]]:
+CURVE_AT = (0.02, 0.05, 0.10)  # false-abstain rates an abstention curve is read at
+
+
+def caught_at(answerable_conf: np.ndarray, groups: dict[str, np.ndarray],
+              rates: Sequence[float] = CURVE_AT) -> list[dict[str, float | None]]:
     """What one threshold does, for each of ``rates`` (pure): the threshold put where that
     share of the answerable questions' confidences falls below it (interpolated quantile),
     and the share of each group's confidences below it (None for an empty group). The
