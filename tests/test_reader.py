@@ -311,6 +311,66 @@ def test_short_leg_keeps_every_rewording_and_a_share_of_the_rest() -> None:
     assert 10 + 3 <= len(asked) <= 10 + 20 and len(part) < len(whole)
 
 
+def test_pairs_are_cut_to_the_length_trained_on_and_never_twice() -> None:
+    from rag.train import pairs as P
+
+    filler = " ".join(f"Clause {i} of the charter mentions harbour dues and tolls." for i in range(30))
+    # the highlighter's sentence (most of the question's words) is not the answer's
+    paras = [{"context": f"{filler} Town{j} has {100 + j} people. Many people live in "
+                         f"Town{j}, how many is told above. {filler}", "qas": [
+        {"id": f"q{j}", "question": f"How many people live in Town{j}?",
+         "answers": [{"text": str(100 + j), "answer_start": len(filler) + len(f" Town{j} has ")}],
+         "is_impossible": False}]} for j in range(6)]
+    other = [{"context": f"Village{j} grows rye. {filler}", "qas": []} for j in range(2)]
+    arts = [{"title": "T", "paragraphs": paras}, {"title": "U", "paragraphs": other}]
+    for max_len in (48, 96, 160):
+        got = P.build(arts, seed=1, max_len=max_len)
+        assert max(len(e.ids) for e in got) == max_len  # long passages fill the pair
+        for e in got:  # a positive's span points at the answer inside the pair
+            if e.label:
+                assert W.tokenizer().decode(e.ids[e.start:e.end + 1].tolist()).startswith("10")
+        seen = [(e.ids.tobytes(), e.kind != "hard" and e.kind != "easy") for e in got]
+        own = [k for k, mine in seen if mine]  # a question's own-passage pairs differ
+        assert len(own) == len(set(own))
+        if max_len == 48:  # two short windows of one passage are two pairs
+            assert any(e.kind == "highlight" for e in got)
+
+
+def test_the_card_command_names_a_pair_length_other_than_the_default() -> None:
+    from rag.train.pipeline import command
+    from rag.train.trainer import TrainConfig
+
+    assert "--max-len" not in command(TrainConfig())
+    assert command(TrainConfig(max_len=160)).endswith(" --max-len 160")
+
+
+def test_the_card_sets_the_pair_length_the_service_reads(tiny_run: Path, tmp_path: Path
+                                                         ) -> None:
+    import shutil
+
+    from rag.errors import ConfigError
+
+    assert json.loads((tiny_run / "model" / "card.json").read_text())["max_len"] == W.MAX_LEN
+    text = " ".join(f"Sentence {i} of a long passage about town{i}." for i in range(40))
+    question = "What is the population of Town00?"
+    wide = Reader(tiny_run / "model").read(question, [(text, (0, 10))])[0]
+    short = tmp_path / "short"
+    shutil.copytree(tiny_run / "model", short)
+    card = json.loads((short / "card.json").read_text())
+    card["max_len"] = 40
+    (short / "card.json").write_text(json.dumps(card))
+    got = Reader(short).read(question, [(text, (0, 10))])[0]
+    n_window = len(W.encode([text[got.window[0]:got.window[1]]])[0].ids)
+    assert n_window == 40 - 3 - len(W.question_ids(question)) < wide.window[1] - wide.window[0]
+    del card["max_len"]  # cards from before the field were trained on 96 tokens
+    (short / "card.json").write_text(json.dumps(card))
+    assert Reader(short).max_len == 96 == W.MAX_LEN
+    card["max_len"] = 4096
+    (short / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ConfigError, match="max_len 4096"):
+        Reader(short)
+
+
 def test_the_trade_off_counts_each_group_at_one_threshold() -> None:
     from rag.train.fit import trade_off
 

