@@ -21,9 +21,9 @@ from __future__ import annotations
 import gzip
 import json
 import random
-from functools import partial
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -156,10 +156,10 @@ def examples(art: Article, other: Article | None, rng: random.Random,
             c, enc = art.chunks[i], art.encoded[i]
             hl = W.centre(c.text, weights)
             if qa["start"] >= 0 and rng.random() < (1.0 if ans else 0.5):
-                first = ex(q, c, enc, sentence_of(c, qa["start"] - c.start), ans,
-                           "answer" if ans else "own")
+                at = sentence_of(c, qa["start"] - c.start)  # the answer's sentence
+                first = ex(q, c, enc, at, ans, "answer" if ans else "own")
                 yield first
-                if hl != sentence_of(c, qa["start"] - c.start):
+                if hl != at:
                     second = ex(q, c, enc, hl, ans, "highlight")
                     if not np.array_equal(second.ids, first.ids):  # one window holding
                         yield second  # both sentences is one pair, not two

@@ -148,10 +148,9 @@ def command(cfg: TrainConfig) -> str:
     """The `rag train-reader` options that decide the weights."""
     fields = TrainConfig.__dataclass_fields__
     return "rag train-reader " + " ".join(
-        f"--{k} {v}" for k, v in asdict(cfg).items()
+        f"--{k.replace('_', '-')} {v}" for k, v in asdict(cfg).items()
         if k in ("layers", "epochs", "steps", "lr", "seed")
-        or (k in ("init", "reworded", "keep", "max_len") and v != fields[k].default)
-    ).replace("--max_len", "--max-len")
+        or (k in ("init", "reworded", "keep", "max_len") and v != fields[k].default))
 
 
 def model_card_md(c: dict[str, Any]) -> str:
